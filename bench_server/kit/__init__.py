@@ -1,0 +1,1 @@
+"""Cross-cutting helpers: settings, database sessions, errors, paging, export."""

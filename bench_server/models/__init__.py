@@ -1,0 +1,22 @@
+"""All ORM models, imported here so Alembic sees one metadata."""
+
+from bench_server.models.alerts import ALERT_STATES, Alert, Annotation, Incident
+from bench_server.models.base import Base
+from bench_server.models.catalog import Commit, HardwareClass, Machine, Project
+from bench_server.models.jobs import JOB_STATES, TOKEN_SCOPES, ApiToken, Job, Run, Runner, WebhookDelivery
+from bench_server.models.results import (
+    DIRECTIONS,
+    FAILURE_CLASSES,
+    Benchmark,
+    Failure,
+    IngestBatch,
+    Metric,
+    Result,
+)
+
+__all__ = [
+    "ALERT_STATES", "DIRECTIONS", "FAILURE_CLASSES", "JOB_STATES", "TOKEN_SCOPES",
+    "Alert", "Annotation", "ApiToken", "Base", "Benchmark", "Commit", "Failure", "HardwareClass",
+    "Incident", "IngestBatch", "Job", "Machine", "Metric", "Project", "Result", "Run", "Runner",
+    "WebhookDelivery",
+]
