@@ -1,0 +1,1 @@
+"""Catalog domain: projects, commits, hardware classes, machines, benchmarks and metrics."""

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    name: str | None = Field(default=None, max_length=200)
+    clone_url: str | None = Field(default=None, max_length=500)
+    default_branch: str = Field(default="main", min_length=1, max_length=200)
+    github_repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+class HardwareClassIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    description: str | None = Field(default=None, max_length=500)
+    accelerators: int = Field(default=0, ge=0, le=100_000)

@@ -1,0 +1,1 @@
+"""History domain: one metric over commits (series) and a commit beside its baseline."""

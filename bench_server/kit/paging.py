@@ -1,0 +1,127 @@
+"""Cursor paging and streamed CSV / JSON export shared by every listing endpoint."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import Select
+
+from bench_server.kit.db import Database
+from bench_server.kit.errors import InvalidInput
+
+EXPORT_BATCH = 1000
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor", "not a cursor this API handed out") from exc
+
+
+def export_format(request: Request, fmt: str | None) -> str | None:
+    """`?format=csv|json` wins; otherwise `Accept: text/csv` asks for CSV. None means a JSON page."""
+    if fmt is not None:
+        if fmt not in ("csv", "json"):
+            raise InvalidInput("format", "use csv or json")
+        return fmt
+    if "text/csv" in request.headers.get("accept", ""):
+        return "csv"
+    return None
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+Row = dict[str, Any]
+
+
+def listing_response(
+    request: Request,
+    db: Database,
+    query: Select[Any],
+    id_column: Any,
+    to_row: Callable[[Any], Row],
+    columns: list[str],
+    *,
+    fmt: str | None,
+    cursor: str | None,
+    limit: int,
+    name: str,
+) -> Any:
+    """Newest first. A page of JSON with `next_cursor`, or the whole listing streamed as CSV/JSON."""
+    export = export_format(request, fmt)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(id_column < after)
+    query = query.order_by(id_column.desc())
+    if export is None:
+        with db.read_only() as session:
+            rows = [to_row(r) for r in session.execute(query.limit(limit + 1))]
+        next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+        return JSONResponse(
+            json.loads(json.dumps({"items": rows[:limit], "next_cursor": next_cursor}, default=_json_default))
+        )
+
+    def stream_rows() -> Iterator[Row]:
+        # Its own session: the request's session is gone by the time the body streams.
+        with db.read_only() as session:
+            for row in session.execute(query.execution_options(yield_per=EXPORT_BATCH)):
+                yield to_row(row)
+
+    if export == "csv":
+
+        def csv_body() -> Iterator[str]:
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            writer.writerow(columns)
+            for n, row in enumerate(stream_rows(), 1):
+                writer.writerow([_csv_cell(row.get(c)) for c in columns])
+                if n % EXPORT_BATCH == 0:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue()
+
+        return StreamingResponse(
+            csv_body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+
+    def json_body() -> Iterator[str]:
+        yield "["
+        for n, row in enumerate(stream_rows()):
+            yield ("," if n else "") + json.dumps(row, default=_json_default)
+        yield "]"
+
+    return StreamingResponse(json_body(), media_type="application/json")

@@ -1,0 +1,105 @@
+"""Request and response bodies of the results API. Field errors name the offending field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bench_server.models import FAILURE_CLASSES
+
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# Units whose values are durations: a negative one is a bug in the runner, never data.
+DURATION_UNITS = frozenset({"ns", "us", "µs", "ms", "s", "min", "h"})
+FailureClassName = Literal["setup", "engine_start", "timeout", "oom", "crash", "wrong_result", "runner_lost"]
+assert set(FailureClassName.__args__) == set(FAILURE_CLASSES)  # type: ignore[attr-defined]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CommitIn(Strict):
+    sha: str = Field(pattern=r"^[0-9a-f]{7,64}$", description="Full or abbreviated hex commit id")
+    branch: str | None = Field(default=None, min_length=1, max_length=200)
+    parents: list[Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")]] = Field(default_factory=list, max_length=64)
+    author: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, max_length=20_000)
+    committed_at: datetime | None = None
+
+
+class MachineIn(Strict):
+    hardware_class: str = Field(min_length=1, max_length=200)
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    hostname: str | None = Field(default=None, max_length=200)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+
+
+class ResultIn(Strict):
+    suite: str = Field(min_length=1, max_length=100)
+    benchmark: Name
+    params: dict[str, Any] = Field(default_factory=dict)
+    metric: str = Field(min_length=1, max_length=100)
+    unit: str = Field(min_length=1, max_length=50)
+    direction: Literal["higher", "lower"]
+    value: FiniteFloat
+    samples: list[FiniteFloat] | None = Field(default=None, max_length=1_000_000)
+    stats: dict[str, FiniteFloat] | None = None
+
+    @model_validator(mode="after")
+    def _durations_are_not_negative(self) -> ResultIn:
+        if self.unit in DURATION_UNITS:
+            if self.value < 0:
+                raise ValueError(f"value: a duration in {self.unit} cannot be negative ({self.value})")
+            if self.samples and min(self.samples) < 0:
+                raise ValueError(f"samples: a duration in {self.unit} cannot be negative")
+        return self
+
+
+class FailureIn(Strict):
+    suite: str = Field(min_length=1, max_length=100)
+    benchmark: Name | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    failure_class: FailureClassName
+    message: str = Field(min_length=1, max_length=20_000)
+    log_excerpt: str | None = Field(default=None, max_length=256_000)
+
+
+class IngestIn(Strict):
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    project: str = Field(min_length=1, max_length=100)
+    commit: CommitIn
+    machine: MachineIn
+    job_id: int | None = Field(default=None, gt=0)
+    context: dict[str, Any] = Field(default_factory=dict)
+    results: list[ResultIn] = Field(default_factory=list, max_length=100_000)
+    failures: list[FailureIn] = Field(default_factory=list, max_length=10_000)
+
+    @field_validator("results")
+    @classmethod
+    def _one_metric_one_unit(cls, results: list[ResultIn]) -> list[ResultIn]:
+        seen: dict[str, tuple[str, str]] = {}
+        for i, r in enumerate(results):
+            prev = seen.setdefault(r.metric, (r.unit, r.direction))
+            if prev != (r.unit, r.direction):
+                raise ValueError(
+                    f"[{i}]: metric {r.metric!r} is given as {r.unit}/{r.direction} here and "
+                    f"{prev[0]}/{prev[1]} earlier in the batch"
+                )
+        return results
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> IngestIn:
+        if not self.results and not self.failures:
+            raise ValueError("results: an ingest batch needs at least one result or failure")
+        return self
+
+
+class IngestOut(BaseModel):
+    batch_id: int
+    duplicate: bool
+    results: int
+    failures: int

@@ -1,0 +1,144 @@
+"""Batch ingest: validate against what is stored, then write everything or nothing.
+
+The caller's transaction is the unit of work: nothing here commits. An idempotency key
+seen before answers as a duplicate (same body) or a conflict (another body).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bench_server.catalog.repository import (
+    BenchmarkKey,
+    MetricSpec,
+    benchmarks_for,
+    hardware_class_by_name,
+    machine_for,
+    metrics_for,
+    project_by_slug,
+    upsert_commit,
+)
+from bench_server.kit.errors import Conflict, InvalidInput
+from bench_server.kit.sql import stable_hash
+from bench_server.models import Failure, IngestBatch, Job, Result
+from bench_server.models.base import utcnow
+from bench_server.results.schemas import IngestIn
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    batch_id: int
+    duplicate: bool
+    results: int
+    failures: int
+    project_id: int
+    commit_id: int
+
+
+def _existing_batch(session: Session, key: str, body_hash: str) -> IngestOutcome | None:
+    batch = session.scalars(select(IngestBatch).where(IngestBatch.idempotency_key == key)).one_or_none()
+    if batch is None:
+        return None
+    if batch.body_hash != body_hash:
+        raise Conflict(
+            f"idempotency key {key!r} was already used for a different body (batch {batch.id})",
+            code="idempotency_conflict",
+        )
+    return IngestOutcome(batch.id, True, batch.n_results, batch.n_failures, batch.project_id, batch.commit_id)
+
+
+def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> IngestOutcome:
+    body_hash = stable_hash(payload.model_dump(mode="json"))
+    seen = _existing_batch(session, payload.idempotency_key, body_hash)
+    if seen is not None:
+        return seen
+
+    project = project_by_slug(session, payload.project)
+    hardware = hardware_class_by_name(session, payload.machine.hardware_class, field="machine.hardware_class")
+    branch = payload.commit.branch or project.default_branch
+    job = None
+    if payload.job_id is not None:
+        job = session.get(Job, payload.job_id)
+        if job is None or job.project_id != project.id:
+            raise InvalidInput("job_id", f"no job {payload.job_id} in project {project.slug!r}")
+
+    specs: dict[str, MetricSpec] = {}
+    field_of: dict[str, str] = {}
+    wanted: dict[BenchmarkKey, dict[str, Any]] = {}
+    keys: list[BenchmarkKey] = []
+    for i, r in enumerate(payload.results):
+        specs.setdefault(r.metric, MetricSpec(r.metric, r.unit, r.direction))
+        field_of.setdefault(r.metric, f"results.{i}")
+        key = (r.suite, r.benchmark, stable_hash(r.params))
+        wanted.setdefault(key, r.params)
+        keys.append(key)
+    failure_keys: list[BenchmarkKey | None] = []
+    for f in payload.failures:
+        if f.benchmark is None:
+            failure_keys.append(None)
+            continue
+        key = (f.suite, f.benchmark, stable_hash(f.params))
+        wanted.setdefault(key, f.params)
+        failure_keys.append(key)
+
+    metrics = metrics_for(session, specs, field_of)
+    commit = upsert_commit(
+        session, project, payload.commit.sha, branch=branch, parents=payload.commit.parents,
+        author=payload.commit.author, message=payload.commit.message, committed_at=payload.commit.committed_at,
+    )
+    if job is not None and job.commit_id != commit.id:
+        raise InvalidInput("job_id", f"job {job.id} is for another commit")
+    machine = machine_for(session, hardware, payload.machine.fingerprint, payload.machine.hostname)
+    bench_ids = benchmarks_for(session, wanted)
+
+    batch = IngestBatch(
+        idempotency_key=payload.idempotency_key, body_hash=body_hash, project_id=project.id,
+        commit_id=commit.id, machine_id=machine.id, job_id=payload.job_id, branch=branch, source=source,
+        context=payload.context, n_results=len(payload.results), n_failures=len(payload.failures),
+    )
+    # The batch row goes first, in a savepoint: a concurrent request with the same key loses
+    # here, before any result is written, and answers as a duplicate or conflict.
+    try:
+        with session.begin_nested():
+            session.add(batch)
+            session.flush()
+    except IntegrityError:
+        seen = _existing_batch(session, payload.idempotency_key, body_hash)
+        if seen is None:
+            raise
+        return seen
+
+    now = utcnow()
+    common = {
+        "batch_id": batch.id, "project_id": project.id, "commit_id": commit.id, "branch": branch,
+        "machine_id": machine.id, "hardware_class_id": hardware.id, "job_id": payload.job_id,
+    }
+    if payload.results:
+        session.execute(
+            insert(Result),
+            [
+                {
+                    **common, "benchmark_id": bench_ids[key], "metric_id": metrics[r.metric].id,
+                    "value": r.value, "samples": r.samples, "stats": r.stats, "created_at": now,
+                }
+                for r, key in zip(payload.results, keys, strict=True)
+            ],
+        )
+    if payload.failures:
+        session.execute(
+            insert(Failure),
+            [
+                {
+                    **common, "benchmark_id": bench_ids[key] if key else None, "suite": f.suite,
+                    "failure_class": f.failure_class, "message": f.message, "log_excerpt": f.log_excerpt,
+                    "created_at": now,
+                }
+                for f, key in zip(payload.failures, failure_keys, strict=True)
+            ],
+        )
+    return IngestOutcome(batch.id, False, len(payload.results), len(payload.failures), project.id, commit.id)

@@ -1,0 +1,94 @@
+"""Dashboard pages. They read through the history service, never with raw queries."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import plotly.graph_objects as go
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from bench_server.history.service import resolve_series_key, series
+from bench_server.kit.errors import AppError
+from bench_server.models import Benchmark, HardwareClass, Metric, Project, Result
+
+router = APIRouter(include_in_schema=False)
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<script src="/static/plotly.min.js"></script>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}}td,th{{padding:.2rem .6rem;text-align:left}}
+a{{color:#0b5cad}}</style></head><body><h1>{title}</h1>{body}
+<p><a href="/">home</a> · <a href="/docs">API docs</a></p></body></html>"""
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(PAGE.format(title=html.escape(title), body=body))
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    db = request.app.state.db
+    with db.read_only() as session:
+        projects = list(session.scalars(select(Project).order_by(Project.slug)))
+        keys = session.execute(
+            select(Project.slug, Benchmark.id, Benchmark.suite, Benchmark.name, Metric.name, HardwareClass.name)
+            .distinct()
+            .join(Project, Project.id == Result.project_id)
+            .join(Benchmark, Benchmark.id == Result.benchmark_id)
+            .join(Metric, Metric.id == Result.metric_id)
+            .join(HardwareClass, HardwareClass.id == Result.hardware_class_id)
+            .order_by(Project.slug, Benchmark.suite, Benchmark.name, Metric.name)
+            .limit(500)
+        ).all()
+    if not projects:
+        return _page("Benchmarks", "<p>No projects yet. Create one with the API (POST /api/v1/projects).</p>")
+    rows = "".join(
+        f'<tr><td>{html.escape(p)}</td><td>{html.escape(s)}/{html.escape(b)}</td><td>'
+        f'<a href="/series?project={p}&benchmark_id={bid}&metric={m}&hardware_class={h}">'
+        f"{html.escape(m)}</a></td><td>{html.escape(h)}</td></tr>"
+        for p, bid, s, b, m, h in keys
+    )
+    body = "<table><tr><th>project</th><th>benchmark</th><th>metric</th><th>hardware</th></tr>" + rows + "</table>"
+    return _page("Benchmarks", body)
+
+
+@router.get("/series", response_class=HTMLResponse)
+def series_page(
+    request: Request, project: str, benchmark_id: int, metric: str, hardware_class: str, branch: str | None = None
+) -> HTMLResponse:
+    db = request.app.state.db
+    with db.read_only() as session:
+        try:
+            key = resolve_series_key(
+                session, project=project, metric=metric, hardware_class=hardware_class, branch=branch,
+                benchmark_id=benchmark_id,
+            )
+        except AppError as exc:
+            return _page("Not found", f"<p>{html.escape(str(exc.detail))}</p>")
+        data = series(session, key)
+    figure = series_figure(data)
+    title = f"{data['benchmark']['suite']}/{data['benchmark']['name']} · {metric} · {hardware_class}"
+    return _page(title, figure.to_html(full_html=False, include_plotlyjs=False, div_id="series"))
+
+
+def series_figure(data: dict[str, Any]) -> go.Figure:
+    points = data["points"]
+    fig = go.Figure(
+        go.Scatter(
+            x=[p["commit"][:8] for p in points],
+            y=[p["value"] for p in points],
+            mode="lines+markers",
+            name=data["metric"]["name"],
+            customdata=[p["n"] for p in points],
+            hovertemplate="%{x}: %{y} (%{customdata} runs)<extra></extra>",
+        )
+    )
+    better = "higher" if data["metric"]["direction"] == "higher" else "lower"
+    fig.update_layout(
+        xaxis_title="commit (first-parent order)",
+        yaxis_title=f"{data['metric']['name']} [{data['metric']['unit']}] ({better} is better)",
+        margin={"l": 60, "r": 20, "t": 30, "b": 60},
+    )
+    return fig
