@@ -1,0 +1,357 @@
+"""Collective definitions, size sweeps, bandwidth formulas and the nccl-tests text layout.
+
+Everything here is pure Python (no torch), so the importer and the tests can use it without a
+distributed backend. Definitions follow NVIDIA nccl-tests (see METRICS.md):
+
+- algbw = S / 1e9 / t, with S the printed size in bytes and t the time per operation in seconds;
+- busbw = algbw x factor: all_reduce 2(n-1)/n; reduce_scatter, all_gather, alltoall (n-1)/n;
+  broadcast, reduce, sendrecv 1;
+- for all_gather, reduce_scatter and alltoall the printed size is the total over ranks
+  (per-rank count x type size x n).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# --------------------------------------------------------------------------------------------
+# Collectives
+
+
+@dataclass(frozen=True)
+class CollectiveSpec:
+    name: str  # our name: all_reduce, all_gather, ...
+    redop: str  # what nccl-tests prints in the redop column ("sum" or "none")
+    root: int  # what nccl-tests prints in the root column (-1 when there is no root)
+    total_over_ranks: bool  # printed size is per-rank count x type size x n
+    in_place_checked: bool = True  # nccl-tests prints N/A for in-place alltoall/sendrecv
+
+    @property
+    def program(self) -> str:
+        return f"{self.name}_perf"
+
+
+COLLECTIVES: dict[str, CollectiveSpec] = {
+    "all_reduce": CollectiveSpec("all_reduce", "sum", -1, False),
+    "all_gather": CollectiveSpec("all_gather", "none", -1, True),
+    "reduce_scatter": CollectiveSpec("reduce_scatter", "sum", -1, True),
+    "alltoall": CollectiveSpec("alltoall", "none", -1, True, in_place_checked=False),
+    "broadcast": CollectiveSpec("broadcast", "none", 0, False),
+}
+
+# Collectives we can read from nccl-tests logs but do not run ourselves.
+KNOWN_FACTOR_NAMES = (
+    "all_reduce",
+    "all_gather",
+    "reduce_scatter",
+    "alltoall",
+    "broadcast",
+    "reduce",
+    "sendrecv",
+    "gather",
+    "scatter",
+    "hypercube",
+)
+
+
+def bus_factor(collective: str, nranks: int) -> float:
+    """The nccl-tests bus bandwidth factor for `collective` over `nranks` ranks."""
+    if nranks < 1:
+        raise ValueError(f"nranks must be >= 1, got {nranks}")
+    n = float(nranks)
+    if collective == "all_reduce":
+        return 2.0 * (n - 1.0) / n
+    if collective in ("all_gather", "reduce_scatter", "alltoall", "gather", "scatter", "hypercube"):
+        return (n - 1.0) / n
+    if collective in ("broadcast", "reduce", "sendrecv"):
+        return 1.0
+    raise ValueError(f"unknown collective {collective!r}")
+
+
+def algbw_gbs(size_bytes: int, time_s: float) -> float:
+    """Algorithm bandwidth in decimal GB/s."""
+    if time_s <= 0:
+        return 0.0
+    return size_bytes / 1e9 / time_s
+
+
+def busbw_gbs(collective: str, nranks: int, size_bytes: int, time_s: float) -> float:
+    return algbw_gbs(size_bytes, time_s) * bus_factor(collective, nranks)
+
+
+# --------------------------------------------------------------------------------------------
+# Data types (nccl-tests names)
+
+DTYPE_SIZES: dict[str, int] = {
+    "int8": 1,
+    "uint8": 1,
+    "int32": 4,
+    "uint32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "half": 2,
+    "float": 4,
+    "double": 8,
+    "bfloat16": 2,
+}
+DTYPE_ALIASES: dict[str, str] = {
+    "char": "int8",
+    "int": "int32",
+    "float16": "half",
+    "fp16": "half",
+    "float32": "float",
+    "fp32": "float",
+    "float64": "double",
+    "fp64": "double",
+    "bf16": "bfloat16",
+}
+
+
+def normalize_dtype(name: str) -> str:
+    key = DTYPE_ALIASES.get(name.lower(), name.lower())
+    if key not in DTYPE_SIZES:
+        raise ValueError(f"unknown data type {name!r}; one of {sorted(DTYPE_SIZES)}")
+    return key
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$")
+_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from nccl-tests style sizes: 8, 1K, 16M, 2G (binary multiples, as nccl-tests)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"bad size {text!r} (expected e.g. 8, 64K, 16M, 1G)")
+    value = float(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+    return int(value)
+
+
+def size_sweep(min_bytes: int, max_bytes: int, factor: int = 2, step_bytes: int = 0) -> list[int]:
+    """The requested sizes of a sweep, like nccl-tests `-b/-e/-f` (or `-i` step bytes)."""
+    if min_bytes <= 0 or max_bytes < min_bytes:
+        raise ValueError(f"need 0 < min_bytes <= max_bytes, got {min_bytes}, {max_bytes}")
+    if factor <= 1 and step_bytes <= 0:
+        raise ValueError("need a factor > 1 or step bytes > 0")
+    sizes = []
+    size = min_bytes
+    while size <= max_bytes:
+        sizes.append(size)
+        size = size * factor if factor > 1 else size + step_bytes
+    return sizes
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    """How a requested size maps to buffers for one collective (as nccl-tests computes it)."""
+
+    requested_bytes: int
+    count: int  # the printed element count (per rank for the total-over-ranks collectives)
+    size_bytes: int  # the printed size
+    send_elems: int  # elements in each rank's input buffer
+    recv_elems: int  # elements in each rank's output buffer
+
+
+def plan_size(collective: str, requested_bytes: int, dtype: str, nranks: int) -> SizePlan:
+    spec = COLLECTIVES[collective]
+    tsize = DTYPE_SIZES[normalize_dtype(dtype)]
+    total = requested_bytes // tsize
+    if spec.total_over_ranks:
+        per = total // nranks
+        size = per * nranks * tsize
+        if collective == "all_gather":
+            return SizePlan(requested_bytes, per, size, per, per * nranks)
+        if collective == "reduce_scatter":
+            return SizePlan(requested_bytes, per, size, per * nranks, per)
+        return SizePlan(requested_bytes, per, size, per * nranks, per * nranks)  # alltoall
+    return SizePlan(requested_bytes, total, total * tsize, total, total)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class PlacementResult:
+    """One half of a row: out-of-place or in-place."""
+
+    time_us: float
+    algbw: float
+    busbw: float
+    wrong: int | None  # None prints as N/A (not checked)
+    error: float | None = None  # legacy nccl-tests `error` column (max abs deviation)
+
+
+@dataclass
+class SizeRow:
+    size: int
+    count: int
+    type: str
+    redop: str
+    root: int | None
+    out_of_place: PlacementResult | None
+    in_place: PlacementResult | None
+
+    def placements(self) -> list[tuple[str, PlacementResult]]:
+        out = []
+        if self.out_of_place is not None:
+            out.append(("out_of_place", self.out_of_place))
+        if self.in_place is not None:
+            out.append(("in_place", self.in_place))
+        return out
+
+
+@dataclass
+class CollectiveRun:
+    """One collective's sweep, as our harness measures it or as a nccl-tests log prints it."""
+
+    collective: str
+    nranks: int
+    dtype: str
+    rows: list[SizeRow] = field(default_factory=list)
+    avg_busbw: float | None = None  # as printed (or computed for our own runs)
+    warmup_iters: int | None = None
+    iters: int | None = None
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    step_factor: int | None = None
+    step_bytes: int | None = None
+    backend: str | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    out_of_bounds: int | None = None
+    version: str | None = None
+    legacy_error_column: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def busbw_values(self) -> list[float]:
+        return [p.busbw for row in self.rows for _, p in row.placements()]
+
+    def computed_avg_busbw(self) -> float:
+        values = self.busbw_values()
+        return sum(values) / len(values) if values else 0.0
+
+    def total_wrong(self) -> int:
+        return sum(p.wrong or 0 for row in self.rows for _, p in row.placements())
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CollectiveRun:
+        rows = []
+        for r in data.get("rows", []):
+            oop = PlacementResult(**r["out_of_place"]) if r.get("out_of_place") else None
+            ip = PlacementResult(**r["in_place"]) if r.get("in_place") else None
+            rows.append(SizeRow(r["size"], r["count"], r["type"], r["redop"], r.get("root"), oop, ip))
+        fields = {k: v for k, v in data.items() if k != "rows" and k in cls.__dataclass_fields__}
+        return cls(rows=rows, **fields)
+
+
+# --------------------------------------------------------------------------------------------
+# nccl-tests text layout
+
+
+def format_float(value: float, width: int) -> str:
+    """nccl-tests' adaptive number format: 2 decimals while they fit, then 1, then 0, then exp."""
+    digits = 0
+    threshold = 1
+    while value >= threshold and digits < 40:
+        digits += 1
+        threshold *= 10
+    if digits < width - 2:
+        return f"{value:{width}.2f}"
+    if digits < width - 1:
+        return f"{value:{width}.1f}"
+    if digits < width + 1:
+        return f"{value:{width}.0f}"
+    return f"{value:{width}.1e}"
+
+
+def format_g(value: float) -> str:
+    """C's %g."""
+    return f"{value:g}"
+
+
+def _placement_text(p: PlacementResult, checked: bool) -> str:
+    wrong = f"{format_g(float(p.wrong)):>6}" if (checked and p.wrong is not None) else "   N/A"
+    return f"  {format_float(p.time_us, 7)}  {format_float(p.algbw, 6)}  {format_float(p.busbw, 6)}  {wrong}"
+
+
+def render_header(
+    run: CollectiveRun,
+    *,
+    version: str = "bench-runner",
+) -> list[str]:
+    step = run.step_factor if (run.step_factor or 0) > 1 else run.step_bytes
+    step_kind = "factor" if (run.step_factor or 0) > 1 else "bytes"
+    lines = [
+        f"# nccl-tests version {version} backend={run.backend or 'unknown'}",
+        f"# Collective test starting: {run.collective}_perf",
+        f"# nThread 1 nGpus 1 minBytes {run.min_bytes or 0} maxBytes {run.max_bytes or 0} "
+        f"step: {step or 0}({step_kind}) warmup iters: {run.warmup_iters or 0} iters: {run.iters or 0} "
+        f"agg iters: 1 validation: 1 graph: 0",
+        "#",
+        "# Using devices",
+    ]
+    for dev in run.devices:
+        host = dev.get("hostname", "?")
+        lines.append(
+            f"#  Rank {dev.get('rank', 0):2d} Group  0 Pid {dev.get('pid', 0):6d} on {host:>10} "
+            f"device {dev.get('device', 0):2d} [{dev.get('device_hex', 'cpu')}] {dev.get('device_info', '')}"
+        )
+    cols = ("size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong")
+    units = ("(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "")
+    lines += ["#", _table_line(("",) * 5, "           out-of-place                       in-place          ")]
+    lines.append(_table_line(cols[:5], "  " + _half(cols[5:]) + "  " + _half(cols[5:]) + " "))
+    lines.append(_table_line(units[:5], "  " + _half(units[5:]) + "  " + _half(units[5:]) + " "))
+    return lines
+
+
+def _table_line(first: tuple[str, ...], rest: str) -> str:
+    size, count, typ, redop, root = first
+    return f"# {size:>10}  {count:>12}  {typ:>8}  {redop:>6}  {root:>6}{rest}"
+
+
+def _half(cols: tuple[str, ...]) -> str:
+    time_, alg, bus, wrong = cols
+    return f"{time_:>7}  {alg:>6}  {bus:>6}  {wrong:>6}"
+
+
+def render_row(run: CollectiveRun, row: SizeRow) -> str:
+    spec = COLLECTIVES.get(run.collective)
+    root = row.root if row.root is not None else -1
+    text = f"{row.size:12d}  {row.count:12d}  {row.type:>8}  {row.redop:>6}  {root:6d}"
+    if row.out_of_place is not None:
+        text += _placement_text(row.out_of_place, True)
+    else:
+        text += " " * 32
+    if row.in_place is not None:
+        text += _placement_text(row.in_place, spec.in_place_checked if spec else True)
+    return text
+
+
+def render_footer(run: CollectiveRun) -> list[str]:
+    avg = run.avg_busbw if run.avg_busbw is not None else run.computed_avg_busbw()
+    oob = run.out_of_bounds or 0
+    return [
+        f"# {'Out of bounds values':<20} : {oob} {'FAILED' if oob else 'OK'}",
+        f"# {'Avg bus bandwidth':<20} : {format_g(avg)} ",
+        "#",
+        f"# Collective test concluded: {run.collective}_perf",
+        "#",
+    ]
+
+
+def render_text(run: CollectiveRun, *, version: str = "bench-runner") -> str:
+    """The whole nccl-tests style block for one collective."""
+    lines = render_header(run, version=version)
+    lines += [render_row(run, row) for row in run.rows]
+    lines += render_footer(run)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,320 @@
+"""Start the ranks of a collectives run: N local processes, or one or more per host.
+
+Every rank is a plain process running `python -m bench_runner.collectives.worker` with the env
+rendezvous variables set (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE).
+Transports:
+- local: subprocesses on this machine (the default, `--np N`);
+- ssh: `ssh HOST env VAR=... python3 -m ...` per rank (hosts from `--hosts` or a hostfile);
+- netns: `ip netns exec NS env VAR=... python -m ...` per rank (Linux network namespaces standing
+  in for hosts, used by the tests);
+and `build_torchrun_commands` gives the torchrun form (one `torchrun --nnodes ...` per host).
+Command building is pure and tested; only `launch` starts processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core import CollectiveRun
+from .worker import JSON_MARKER
+
+WORKER_MODULE = "bench_runner.collectives.worker"
+
+
+class LaunchError(RuntimeError):
+    """A rank failed or the run timed out; `failure_class` is a FailureRecord class."""
+
+    def __init__(self, message: str, failure_class: str = "crash", log_excerpt: str = "") -> None:
+        super().__init__(message)
+        self.failure_class = failure_class
+        self.log_excerpt = log_excerpt
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str  # ssh destination, or network namespace name
+    addr: str | None = None  # address other ranks reach this host at (default: name)
+    slots: int = 1  # ranks on this host
+
+    @property
+    def address(self) -> str:
+        return self.addr or self.name
+
+
+_HOST_RE = re.compile(r"^(?P<name>[^@:\s]+)(?:@(?P<addr>[^:\s]+))?(?::(?P<slots>\d+))?$")
+
+
+def parse_hosts(text: str) -> list[HostSpec]:
+    """`a,b:2,ns0@10.1.0.1:1` -> hosts; `name[@address][:slots]`."""
+    hosts = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        m = _HOST_RE.match(item)
+        if not m:
+            raise ValueError(f"bad host {item!r} (expected name[@address][:slots])")
+        hosts.append(HostSpec(m["name"], m["addr"], int(m["slots"] or 1)))
+    if not hosts:
+        raise ValueError("empty host list")
+    return hosts
+
+
+def read_hostfile(path: str | Path) -> list[HostSpec]:
+    """MPI-style hostfile: one `host [slots=N]` (or `host:N`) per line, # comments."""
+    hosts = []
+    for raw in Path(path).read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        slots = 1
+        for extra in parts[1:]:
+            if extra.startswith("slots="):
+                slots = int(extra.split("=", 1)[1])
+        spec = parse_hosts(parts[0])[0]
+        hosts.append(HostSpec(spec.name, spec.addr, slots if len(parts) > 1 else spec.slots))
+    return hosts
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RankCommand:
+    rank: int
+    host: HostSpec
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # extra env for local transport
+
+
+def rank_env(
+    rank: int,
+    local_rank: int,
+    local_world: int,
+    world: int,
+    master_addr: str,
+    master_port: int,
+    iface: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    env = {
+        "MASTER_ADDR": master_addr,
+        "MASTER_PORT": str(master_port),
+        "RANK": str(rank),
+        "WORLD_SIZE": str(world),
+        "LOCAL_RANK": str(local_rank),
+        "LOCAL_WORLD_SIZE": str(local_world),
+    }
+    if iface:
+        env["GLOO_SOCKET_IFNAME"] = iface
+        env["NCCL_SOCKET_IFNAME"] = iface
+    env.update(extra or {})
+    return env
+
+
+def build_rank_commands(
+    hosts: list[HostSpec],
+    worker_args: list[str],
+    *,
+    master_port: int,
+    transport: str = "local",
+    master_addr: str | None = None,
+    python: str | None = None,
+    iface: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    module: str = WORKER_MODULE,
+) -> list[RankCommand]:
+    """One command per rank, ranks numbered host by host."""
+    if transport not in ("local", "ssh", "netns"):
+        raise ValueError(f"unknown transport {transport!r}")
+    world = sum(h.slots for h in hosts)
+    master = master_addr or hosts[0].address
+    py = python or (sys.executable if transport != "ssh" else "python3")
+    cmds = []
+    rank = 0
+    for host in hosts:
+        for local in range(host.slots):
+            env = rank_env(rank, local, host.slots, world, master, master_port, iface, extra_env)
+            payload = [py, "-m", module, *worker_args]
+            if transport == "local":
+                cmds.append(RankCommand(rank, host, payload, env))
+            elif transport == "netns":
+                argv = [
+                    "ip",
+                    "netns",
+                    "exec",
+                    host.name,
+                    "env",
+                    *[f"{k}={v}" for k, v in env.items()],
+                    *payload,
+                ]
+                cmds.append(RankCommand(rank, host, argv))
+            else:
+                remote = shlex.join(["env", *[f"{k}={v}" for k, v in env.items()], *payload])
+                cmds.append(RankCommand(rank, host, ["ssh", "-o", "BatchMode=yes", host.name, remote]))
+            rank += 1
+    return cmds
+
+
+def build_torchrun_commands(
+    hosts: list[HostSpec],
+    worker_args: list[str],
+    *,
+    master_port: int,
+    master_addr: str | None = None,
+    ssh: bool = True,
+    torchrun: str = "torchrun",
+    module: str = WORKER_MODULE,
+) -> list[list[str]]:
+    """The torchrun form: one launcher per host (all hosts must have the same slot count)."""
+    slots = {h.slots for h in hosts}
+    if len(slots) != 1:
+        raise ValueError("torchrun needs the same number of ranks on every host")
+    nproc = slots.pop()
+    master = master_addr or hosts[0].address
+    out = []
+    for node_rank, host in enumerate(hosts):
+        cmd = [
+            torchrun,
+            f"--nnodes={len(hosts)}",
+            f"--nproc-per-node={nproc}",
+            f"--node-rank={node_rank}",
+            f"--master-addr={master}",
+            f"--master-port={master_port}",
+            "-m",
+            module,
+            *worker_args,
+        ]
+        out.append(["ssh", "-o", "BatchMode=yes", host.name, shlex.join(cmd)] if ssh else cmd)
+    return out
+
+
+@dataclass
+class LaunchResult:
+    rank0_stdout: str
+    returncodes: list[int]
+    stderr: dict[int, str]
+    seconds: float
+
+
+def launch(commands: list[RankCommand], *, timeout: float = 300.0) -> LaunchResult:
+    """Start every rank, wait for all; raise LaunchError on a failed rank or timeout."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-collectives-") as tmp:
+        procs: list[tuple[RankCommand, subprocess.Popen[bytes], Path, Path]] = []
+        try:
+            for cmd in commands:
+                out_path = Path(tmp) / f"rank{cmd.rank}.out"
+                err_path = Path(tmp) / f"rank{cmd.rank}.err"
+                env = {**os.environ, **cmd.env}
+                with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
+                    proc = subprocess.Popen(
+                        cmd.argv, stdout=out_f, stderr=err_f, env=env, start_new_session=True
+                    )
+                procs.append((cmd, proc, out_path, err_path))
+            deadline = t0 + timeout
+            failed: list[int] = []
+            pending = list(procs)
+            while pending:
+                still = []
+                for item in pending:
+                    rc = item[1].poll()
+                    if rc is None:
+                        still.append(item)
+                    elif rc != 0:
+                        failed.append(item[0].rank)
+                pending = still
+                if failed or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            timed_out = bool(pending) and not failed
+        finally:
+            for _, proc, _, _ in procs:
+                if proc.poll() is None:
+                    _kill(proc)
+        stderr = {cmd.rank: err.read_text(errors="replace")[-4000:] for cmd, _, _, err in procs}
+        rank0 = next((out.read_text(errors="replace") for cmd, _, out, _ in procs if cmd.rank == 0), "")
+        rcs = [proc.returncode for _, proc, _, _ in procs]
+    if failed or timed_out:
+        first = failed[0] if failed else 0
+        excerpt = stderr.get(first, "")[-2000:]
+        if timed_out:
+            raise LaunchError(f"collectives run timed out after {timeout:.0f} s", "timeout", excerpt)
+        raise LaunchError(f"rank {first} exited with code {rcs[first]}", "crash", excerpt)
+    return LaunchResult(rank0, rcs, stderr, time.monotonic() - t0)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def split_output(stdout: str) -> tuple[str, list[CollectiveRun]]:
+    """Rank 0's stdout -> (the nccl-tests style text, the runs from the JSON line)."""
+    text_lines, runs = [], []
+    for line in stdout.splitlines(keepends=True):
+        if line.startswith(JSON_MARKER):
+            data = json.loads(line[len(JSON_MARKER) :])
+            runs = [CollectiveRun.from_json(r) for r in data["runs"]]
+        else:
+            text_lines.append(line)
+    return "".join(text_lines), runs
+
+
+def run_local(
+    worker_args: list[str],
+    *,
+    nprocs: int = 2,
+    timeout: float = 300.0,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[str, list[CollectiveRun]]:
+    """Run `nprocs` ranks on this machine over 127.0.0.1; returns (text, runs)."""
+    hosts = [HostSpec("localhost", "127.0.0.1", nprocs)]
+    cmds = build_rank_commands(
+        hosts, [*worker_args, "--emit-json"], master_port=free_port(), extra_env=extra_env
+    )
+    result = launch(cmds, timeout=timeout)
+    return split_output(result.rank0_stdout)
+
+
+def run_hosts(
+    hosts: list[HostSpec],
+    worker_args: list[str],
+    *,
+    transport: str,
+    master_port: int,
+    timeout: float = 300.0,
+    iface: str | None = None,
+    python: str | None = None,
+) -> tuple[str, list[CollectiveRun]]:
+    cmds = build_rank_commands(
+        hosts,
+        [*worker_args, "--emit-json"],
+        master_port=master_port,
+        transport=transport,
+        iface=iface,
+        python=python,
+    )
+    result = launch(cmds, timeout=timeout)
+    return split_output(result.rank0_stdout)

@@ -1,0 +1,97 @@
+"""One rank of a collectives run: `python -m bench_runner.collectives.worker [options] COLLECTIVE...`.
+
+Reads the torch.distributed env rendezvous (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK),
+so it runs the same under our launcher, `torchrun`, ssh or `ip netns exec`. Rank 0 prints the
+nccl-tests style text; with `--emit-json` it then prints one line `JSON_MARKER <json>` that the
+launcher picks up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .core import COLLECTIVES, DTYPE_SIZES, parse_size, render_text
+
+JSON_MARKER = "#@bench-runner-json"
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by the worker and `bench-runner collectives` (nccl-tests spellings)."""
+    p.add_argument(
+        "collectives",
+        nargs="+",
+        choices=sorted(COLLECTIVES),
+        metavar="COLLECTIVE",
+        help=f"one or more of {', '.join(sorted(COLLECTIVES))}",
+    )
+    p.add_argument("-b", "--minbytes", default="8", help="smallest size in bytes (K/M/G suffixes), default 8")
+    p.add_argument("-e", "--maxbytes", default="1M", help="largest size in bytes, default 1M")
+    p.add_argument("-f", "--stepfactor", type=int, default=2, help="multiply the size by this, default 2")
+    p.add_argument("-i", "--stepbytes", default="0", help="add this many bytes instead (with -f 1)")
+    p.add_argument("-d", "--datatype", default="float", help=f"one of {', '.join(DTYPE_SIZES)}")
+    p.add_argument("-w", "--warmup_iters", type=int, default=5, help="warm-up iterations per size")
+    p.add_argument("-n", "--iters", type=int, default=20, help="timed iterations per size")
+    p.add_argument("-c", "--check", type=int, default=1, help="check results (#wrong), 1 or 0")
+    p.add_argument(
+        "--fault-rank",
+        type=int,
+        default=None,
+        help="fault injection: corrupt this rank's contribution in the correctness pass",
+    )
+    p.add_argument("--backend", default="gloo", choices=["gloo", "nccl"], help="torch.distributed backend")
+
+
+def sweep_configs(args: argparse.Namespace) -> list[Any]:
+    from .harness import SweepConfig
+
+    return [
+        SweepConfig(
+            collective=c,
+            min_bytes=parse_size(args.minbytes),
+            max_bytes=parse_size(args.maxbytes),
+            step_factor=args.stepfactor,
+            step_bytes=parse_size(args.stepbytes),
+            dtype=args.datatype,
+            warmup_iters=args.warmup_iters,
+            iters=args.iters,
+            check=bool(args.check),
+            fault_rank=args.fault_rank,
+        )
+        for c in args.collectives
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_runner.collectives.worker")
+    add_sweep_arguments(p)
+    p.add_argument("--emit-json", action="store_true", help="rank 0 appends a JSON line for the launcher")
+    p.add_argument("--timeout", type=float, default=120.0, help="process group timeout, seconds")
+    args = p.parse_args(argv)
+
+    from .harness import run_sweep
+    from .torch_backend import TorchDistBackend
+
+    backend = TorchDistBackend(args.backend, timeout_s=args.timeout)
+    try:
+        runs = []
+        for cfg in sweep_configs(args):
+            run = run_sweep(backend, cfg)
+            runs.append(run)
+            if backend.rank == 0:
+                sys.stdout.write(render_text(run))
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+        if backend.rank == 0 and args.emit_json:
+            sys.stdout.write(JSON_MARKER + " " + json.dumps({"runs": [r.to_json() for r in runs]}) + "\n")
+            sys.stdout.flush()
+        backend.barrier()
+    finally:
+        backend.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
