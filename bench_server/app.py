@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     def prometheus(db: AppDatabase) -> str:
         """Prometheus text exposition: jobs by state and runners by status."""
         lines = [
-            "# HELP bench_jobs Jobs by state.", "# TYPE bench_jobs gauge",
+            "# HELP bench_jobs Jobs by state.",
+            "# TYPE bench_jobs gauge",
         ]
         with db.read_only() as session:
             for state, n in session.execute(select(Job.state, func.count()).group_by(Job.state)):

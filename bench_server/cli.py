@@ -28,7 +28,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("bench_server.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run(
+        "bench_server.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers
+    )
     return 0
 
 
@@ -65,7 +67,10 @@ def cmd_project_create(args: argparse.Namespace) -> int:
 
     try:
         body = ProjectIn(
-            slug=args.slug, name=args.name, clone_url=args.clone_url, default_branch=args.default_branch,
+            slug=args.slug,
+            name=args.name,
+            clone_url=args.clone_url,
+            default_branch=args.default_branch,
             github_repo=args.github_repo,
         )
     except ValidationError as exc:

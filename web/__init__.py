@@ -19,4 +19,6 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
-        return FileResponse(PLOTLY_JS, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"})
+        return FileResponse(
+            PLOTLY_JS, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"}
+        )

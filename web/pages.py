@@ -18,8 +18,8 @@ router = APIRouter(include_in_schema=False)
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <script src="/static/plotly.min.js"></script>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}}td,th{{padding:.2rem .6rem;text-align:left}}
-a{{color:#0b5cad}}</style></head><body><h1>{title}</h1>{body}
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}}
+td,th{{padding:.2rem .6rem;text-align:left}} a{{color:#0b5cad}}</style></head><body><h1>{title}</h1>{body}
 <p><a href="/">home</a> · <a href="/docs">API docs</a></p></body></html>"""
 
 
@@ -33,8 +33,11 @@ def index(request: Request) -> HTMLResponse:
     with db.read_only() as session:
         projects = list(session.scalars(select(Project).order_by(Project.slug)))
         keys = session.execute(
-            select(Project.slug, Benchmark.id, Benchmark.suite, Benchmark.name, Metric.name, HardwareClass.name)
+            select(
+                Project.slug, Benchmark.id, Benchmark.suite, Benchmark.name, Metric.name, HardwareClass.name
+            )
             .distinct()
+            .select_from(Result)
             .join(Project, Project.id == Result.project_id)
             .join(Benchmark, Benchmark.id == Result.benchmark_id)
             .join(Metric, Metric.id == Result.metric_id)
@@ -45,24 +48,37 @@ def index(request: Request) -> HTMLResponse:
     if not projects:
         return _page("Benchmarks", "<p>No projects yet. Create one with the API (POST /api/v1/projects).</p>")
     rows = "".join(
-        f'<tr><td>{html.escape(p)}</td><td>{html.escape(s)}/{html.escape(b)}</td><td>'
+        f"<tr><td>{html.escape(p)}</td><td>{html.escape(s)}/{html.escape(b)}</td><td>"
         f'<a href="/series?project={p}&benchmark_id={bid}&metric={m}&hardware_class={h}">'
         f"{html.escape(m)}</a></td><td>{html.escape(h)}</td></tr>"
         for p, bid, s, b, m, h in keys
     )
-    body = "<table><tr><th>project</th><th>benchmark</th><th>metric</th><th>hardware</th></tr>" + rows + "</table>"
+    body = (
+        "<table><tr><th>project</th><th>benchmark</th><th>metric</th><th>hardware</th></tr>"
+        + rows
+        + "</table>"
+    )
     return _page("Benchmarks", body)
 
 
 @router.get("/series", response_class=HTMLResponse)
 def series_page(
-    request: Request, project: str, benchmark_id: int, metric: str, hardware_class: str, branch: str | None = None
+    request: Request,
+    project: str,
+    benchmark_id: int,
+    metric: str,
+    hardware_class: str,
+    branch: str | None = None,
 ) -> HTMLResponse:
     db = request.app.state.db
     with db.read_only() as session:
         try:
             key = resolve_series_key(
-                session, project=project, metric=metric, hardware_class=hardware_class, branch=branch,
+                session,
+                project=project,
+                metric=metric,
+                hardware_class=hardware_class,
+                branch=branch,
                 benchmark_id=benchmark_id,
             )
         except AppError as exc:

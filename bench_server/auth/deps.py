@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from bench_server.auth.tokens import find_token
+from bench_server.kit.db import Database
 from bench_server.kit.deps import AppDatabase
 from bench_server.kit.errors import Forbidden, Unauthorized
 
@@ -28,7 +30,7 @@ def _bearer(request: Request) -> str:
     return value.strip()
 
 
-def require_scopes(*accepted: str):  # type: ignore[no-untyped-def]
+def require_scopes(*accepted: str) -> Callable[[Request, Database], Principal]:
     """A dependency that admits a token holding any of `accepted` (admin is accepted everywhere)."""
 
     def dependency(request: Request, db: AppDatabase) -> Principal:

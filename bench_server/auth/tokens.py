@@ -33,7 +33,11 @@ def create_token(session: Session, name: str, scopes: list[str], runner_id: int 
         raise InvalidInput("scopes", f"choose from {', '.join(TOKEN_SCOPES)}; got {unknown or 'none'}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
-        name=name, token_hash=hash_token(token), prefix=token[:12], scopes=sorted(set(scopes)), runner_id=runner_id
+        name=name,
+        token_hash=hash_token(token),
+        prefix=token[:12],
+        scopes=sorted(set(scopes)),
+        runner_id=runner_id,
     )
     session.add(row)
     session.flush()

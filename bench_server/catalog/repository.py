@@ -71,12 +71,16 @@ def hardware_class_by_name(session: Session, name: str, *, field: str = "hardwar
     insert_ignoring_conflicts(
         session,
         HardwareClass.__table__,  # type: ignore[arg-type]
-        [{
-            "name": canonical, "kind": "cluster", "created_at": utcnow(),
-            "accelerators": sum(known[c].accelerators * n for c, n in counts.items()),
-            "members": [{"class": c, "count": n} for c, n in sorted(counts.items())],
-            "description": f"cluster of {canonical}",
-        }],
+        [
+            {
+                "name": canonical,
+                "kind": "cluster",
+                "created_at": utcnow(),
+                "accelerators": sum(known[c].accelerators * n for c, n in counts.items()),
+                "members": [{"class": c, "count": n} for c, n in sorted(counts.items())],
+                "description": f"cluster of {canonical}",
+            }
+        ],
         ["name"],
     )
     return session.scalars(select(HardwareClass).where(HardwareClass.name == canonical)).one()
@@ -91,10 +95,16 @@ def machine_for(
     insert_ignoring_conflicts(
         session,
         Machine.__table__,  # type: ignore[arg-type]
-        [{
-            "hardware_class_id": hardware_class.id, "fingerprint": fingerprint, "fingerprint_hash": fp_hash,
-            "hostname": hostname, "created_at": now, "last_seen_at": now,
-        }],
+        [
+            {
+                "hardware_class_id": hardware_class.id,
+                "fingerprint": fingerprint,
+                "fingerprint_hash": fp_hash,
+                "hostname": hostname,
+                "created_at": now,
+                "last_seen_at": now,
+            }
+        ],
         ["fingerprint_hash"],
     )
     machine = session.scalars(select(Machine).where(Machine.fingerprint_hash == fp_hash)).one()
@@ -122,11 +132,19 @@ def upsert_commit(
         insert_ignoring_conflicts(
             session,
             Commit.__table__,  # type: ignore[arg-type]
-            [{
-                "project_id": project.id, "sha": sha, "branch": branch, "parents": parents or [],
-                "author": author, "message": message, "committed_at": committed_at,
-                "order_key": order_key, "created_at": utcnow(),
-            }],
+            [
+                {
+                    "project_id": project.id,
+                    "sha": sha,
+                    "branch": branch,
+                    "parents": parents or [],
+                    "author": author,
+                    "message": message,
+                    "committed_at": committed_at,
+                    "order_key": order_key,
+                    "created_at": utcnow(),
+                }
+            ],
             ["project_id", "sha"],
         )
         commit = session.scalars(
@@ -163,7 +181,9 @@ class MetricSpec:
     direction: str
 
 
-def metrics_for(session: Session, specs: dict[str, MetricSpec], field_of: dict[str, str]) -> dict[str, Metric]:
+def metrics_for(
+    session: Session, specs: dict[str, MetricSpec], field_of: dict[str, str]
+) -> dict[str, Metric]:
     """Get or create metrics; an existing metric must keep its unit and direction."""
     if not specs:
         return {}
@@ -212,7 +232,9 @@ def benchmarks_for(session: Session, wanted: dict[BenchmarkKey, dict[str, Any]])
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             rows = session.execute(
-                select(Benchmark.suite, Benchmark.name, Benchmark.params_hash, Benchmark.id).where(cols.in_(chunk))
+                select(Benchmark.suite, Benchmark.name, Benchmark.params_hash, Benchmark.id).where(
+                    cols.in_(chunk)
+                )
             )
             found.update({(s, n, h): i for s, n, h, i in rows})
         return found

@@ -29,12 +29,25 @@ def _rows(cols: list[str]) -> Any:
 
 @router.get("/projects")
 def list_projects(
-    request: Request, db: AppDatabase, cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000), format: str | None = None,
+    request: Request,
+    db: AppDatabase,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    format: str | None = None,
 ) -> Any:
     query = select(*(getattr(Project, c) for c in PROJECT_COLS))
-    return listing_response(request, db, query, Project.id, _rows(PROJECT_COLS), PROJECT_COLS,
-                            fmt=format, cursor=cursor, limit=limit, name="projects")
+    return listing_response(
+        request,
+        db,
+        query,
+        Project.id,
+        _rows(PROJECT_COLS),
+        PROJECT_COLS,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="projects",
+    )
 
 
 @router.post("/projects", status_code=201)
@@ -49,12 +62,25 @@ def create_project(body: ProjectIn, session: DbSession, _: AdminAuth) -> dict[st
 
 @router.get("/hardware")
 def list_hardware(
-    request: Request, db: AppDatabase, cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000), format: str | None = None,
+    request: Request,
+    db: AppDatabase,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    format: str | None = None,
 ) -> Any:
     query = select(*(getattr(HardwareClass, c) for c in HW_COLS))
-    return listing_response(request, db, query, HardwareClass.id, _rows(HW_COLS), HW_COLS,
-                            fmt=format, cursor=cursor, limit=limit, name="hardware")
+    return listing_response(
+        request,
+        db,
+        query,
+        HardwareClass.id,
+        _rows(HW_COLS),
+        HW_COLS,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="hardware",
+    )
 
 
 @router.post("/hardware", status_code=201)
@@ -69,38 +95,84 @@ def create_hardware(body: HardwareClassIn, session: DbSession, _: AdminAuth) -> 
 
 @router.get("/machines")
 def list_machines(
-    request: Request, db: AppDatabase, hardware_class: str | None = None, cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000), format: str | None = None,
+    request: Request,
+    db: AppDatabase,
+    hardware_class: str | None = None,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    format: str | None = None,
 ) -> Any:
     query = select(
-        Machine.id, HardwareClass.name, Machine.fingerprint_hash, Machine.hostname, Machine.fingerprint,
+        Machine.id,
+        HardwareClass.name,
+        Machine.fingerprint_hash,
+        Machine.hostname,
+        Machine.fingerprint,
         Machine.last_seen_at,
     ).join(HardwareClass, HardwareClass.id == Machine.hardware_class_id)
     if hardware_class:
         query = query.where(HardwareClass.name == hardware_class)
-    return listing_response(request, db, query, Machine.id, _rows(MACHINE_COLS), MACHINE_COLS,
-                            fmt=format, cursor=cursor, limit=limit, name="machines")
+    return listing_response(
+        request,
+        db,
+        query,
+        Machine.id,
+        _rows(MACHINE_COLS),
+        MACHINE_COLS,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="machines",
+    )
 
 
 @router.get("/benchmarks")
 def list_benchmarks(
-    request: Request, db: AppDatabase, suite: str | None = None, name: str | None = None,
-    cursor: str | None = None, limit: int = Query(100, ge=1, le=1000), format: str | None = None,
+    request: Request,
+    db: AppDatabase,
+    suite: str | None = None,
+    name: str | None = None,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    format: str | None = None,
 ) -> Any:
     query = select(*(getattr(Benchmark, c) for c in BENCH_COLS))
     if suite:
         query = query.where(Benchmark.suite == suite)
     if name:
         query = query.where(Benchmark.name == name)
-    return listing_response(request, db, query, Benchmark.id, _rows(BENCH_COLS), BENCH_COLS,
-                            fmt=format, cursor=cursor, limit=limit, name="benchmarks")
+    return listing_response(
+        request,
+        db,
+        query,
+        Benchmark.id,
+        _rows(BENCH_COLS),
+        BENCH_COLS,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="benchmarks",
+    )
 
 
 @router.get("/metrics")
 def list_metrics(
-    request: Request, db: AppDatabase, cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000), format: str | None = None,
+    request: Request,
+    db: AppDatabase,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    format: str | None = None,
 ) -> Any:
     query = select(*(getattr(Metric, c) for c in METRIC_COLS))
-    return listing_response(request, db, query, Metric.id, _rows(METRIC_COLS), METRIC_COLS,
-                            fmt=format, cursor=cursor, limit=limit, name="metrics")
+    return listing_response(
+        request,
+        db,
+        query,
+        Metric.id,
+        _rows(METRIC_COLS),
+        METRIC_COLS,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="metrics",
+    )

@@ -33,8 +33,15 @@ def get_series(
     """One metric of one benchmark on one hardware class over commits, in first-parent order."""
     with db.read_only() as session:
         key = resolve_series_key(
-            session, project=project, metric=metric, hardware_class=hardware_class, branch=branch,
-            benchmark_id=benchmark_id, suite=suite, benchmark=benchmark, params_hash=params_hash,
+            session,
+            project=project,
+            metric=metric,
+            hardware_class=hardware_class,
+            branch=branch,
+            benchmark_id=benchmark_id,
+            suite=suite,
+            benchmark=benchmark,
+            params_hash=params_hash,
         )
         return jsonable_encoder(series(session, key, with_samples=samples))
 
@@ -65,14 +72,26 @@ def list_commits(
     with db.read_only() as session:
         proj = project_by_slug(session, project)
     query = select(
-        Commit.id, Commit.sha, Commit.branch, Commit.parents, Commit.author, Commit.committed_at, Commit.order_key
+        Commit.id,
+        Commit.sha,
+        Commit.branch,
+        Commit.parents,
+        Commit.author,
+        Commit.committed_at,
+        Commit.order_key,
     ).where(Commit.project_id == proj.id)
     if branch:
         query = query.where(Commit.branch == branch)
     cols = ["id", "sha", "branch", "parents", "author", "committed_at", "order"]
     return listing_response(
-        request, db, query, Commit.id, lambda r: dict(zip(cols, r, strict=True)), cols,
-        fmt=format, cursor=cursor, limit=limit, name="commits",
+        request,
+        db,
+        query,
+        Commit.id,
+        lambda r: dict(zip(cols, r, strict=True)),
+        cols,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="commits",
     )
-
-

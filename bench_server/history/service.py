@@ -52,7 +52,9 @@ def resolve_series_key(
             raise InvalidInput("benchmark_id", f"no benchmark {benchmark_id}")
     else:
         if not benchmark:
-            raise InvalidInput("benchmark", "give benchmark_id, or benchmark (with suite and params_hash if needed)")
+            raise InvalidInput(
+                "benchmark", "give benchmark_id, or benchmark (with suite and params_hash if needed)"
+            )
         q = select(Benchmark).where(Benchmark.name == benchmark)
         if suite:
             q = q.where(Benchmark.suite == suite)
@@ -63,7 +65,9 @@ def resolve_series_key(
             raise InvalidInput("benchmark", f"no benchmark {benchmark!r}")
         if len(found) > 1:
             options = ", ".join(f"{b.suite}/{b.params_hash[:12]}" for b in found)
-            raise InvalidInput("params_hash", f"benchmark {benchmark!r} has several parameter sets: {options}")
+            raise InvalidInput(
+                "params_hash", f"benchmark {benchmark!r} has several parameter sets: {options}"
+            )
         bench = found[0]
     met = session.scalars(select(Metric).where(Metric.name == metric)).one_or_none()
     if met is None:
@@ -109,8 +113,11 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
         "project": key.project.slug,
         "branch": key.branch,
         "benchmark": {
-            "id": key.benchmark.id, "suite": key.benchmark.suite, "name": key.benchmark.name,
-            "params": key.benchmark.params, "params_hash": key.benchmark.params_hash,
+            "id": key.benchmark.id,
+            "suite": key.benchmark.suite,
+            "name": key.benchmark.name,
+            "params": key.benchmark.params,
+            "params_hash": key.benchmark.params_hash,
         },
         "metric": {"name": key.metric.name, "unit": key.metric.unit, "direction": key.metric.direction},
         "hardware_class": key.hardware_class.name,
@@ -137,7 +144,9 @@ def baseline_for(session: Session, project: Project, commit: Commit) -> Commit |
     has_results = select(Result.id).where(Result.commit_id == Commit.id).exists()
     if commit.parents:
         parent = session.scalars(
-            select(Commit).where(Commit.project_id == project.id, Commit.sha == commit.parents[0], has_results)
+            select(Commit).where(
+                Commit.project_id == project.id, Commit.sha == commit.parents[0], has_results
+            )
         ).one_or_none()
         if parent is not None:
             return parent
@@ -156,17 +165,29 @@ def baseline_for(session: Session, project: Project, commit: Commit) -> Commit |
 
 def _means(session: Session, commit_id: int) -> dict[tuple[int, int, int], tuple[float, int]]:
     rows = session.execute(
-        select(Result.benchmark_id, Result.metric_id, Result.hardware_class_id, func.avg(Result.value), func.count())
+        select(
+            Result.benchmark_id,
+            Result.metric_id,
+            Result.hardware_class_id,
+            func.avg(Result.value),
+            func.count(),
+        )
         .where(Result.commit_id == commit_id)
         .group_by(Result.benchmark_id, Result.metric_id, Result.hardware_class_id)
     )
     return {(b, m, h): (float(v), int(n)) for b, m, h, v, n in rows}
 
 
-def compare_commit(session: Session, project_slug: str, sha: str, baseline_sha: str | None = None) -> dict[str, Any]:
+def compare_commit(
+    session: Session, project_slug: str, sha: str, baseline_sha: str | None = None
+) -> dict[str, Any]:
     project = project_by_slug(session, project_slug)
     commit = find_commit(session, project, sha)
-    baseline = find_commit(session, project, baseline_sha) if baseline_sha else baseline_for(session, project, commit)
+    baseline = (
+        find_commit(session, project, baseline_sha)
+        if baseline_sha
+        else baseline_for(session, project, commit)
+    )
     current = _means(session, commit.id)
     base = _means(session, baseline.id) if baseline else {}
 
@@ -178,7 +199,9 @@ def compare_commit(session: Session, project_slug: str, sha: str, baseline_sha: 
     hws = {h.id: h.name for h in session.scalars(select(HardwareClass).where(HardwareClass.id.in_(hw_ids)))}
 
     items = []
-    for key in sorted(current, key=lambda k: (benches[k[0]].suite, benches[k[0]].name, metrics[k[1]].name, k[2])):
+    for key in sorted(
+        current, key=lambda k: (benches[k[0]].suite, benches[k[0]].name, metrics[k[1]].name, k[2])
+    ):
         value, n = current[key]
         b, m = benches[key[0]], metrics[key[1]]
         base_value = base.get(key, (None, 0))[0]
@@ -188,25 +211,51 @@ def compare_commit(session: Session, project_slug: str, sha: str, baseline_sha: 
         improved = None
         if change is not None and change != 0:
             improved = (change > 0) == (m.direction == "higher")
-        items.append({
-            "suite": b.suite, "benchmark": b.name, "benchmark_id": b.id, "params": b.params,
-            "metric": m.name, "unit": m.unit, "direction": m.direction, "hardware_class": hws[key[2]],
-            "value": value, "n": n, "baseline_value": base_value, "change": change, "improved": improved,
-        })
+        items.append(
+            {
+                "suite": b.suite,
+                "benchmark": b.name,
+                "benchmark_id": b.id,
+                "params": b.params,
+                "metric": m.name,
+                "unit": m.unit,
+                "direction": m.direction,
+                "hardware_class": hws[key[2]],
+                "value": value,
+                "n": n,
+                "baseline_value": base_value,
+                "change": change,
+                "improved": improved,
+            }
+        )
 
     failures = [
-        {"id": f.id, "suite": f.suite, "benchmark_id": f.benchmark_id, "failure_class": f.failure_class,
-         "message": f.message, "hardware_class_id": f.hardware_class_id}
+        {
+            "id": f.id,
+            "suite": f.suite,
+            "benchmark_id": f.benchmark_id,
+            "failure_class": f.failure_class,
+            "message": f.message,
+            "hardware_class_id": f.hardware_class_id,
+        }
         for f in session.scalars(select(Failure).where(Failure.commit_id == commit.id).order_by(Failure.id))
     ]
     jobs = [
-        {"id": j.id, "suite": j.suite, "state": j.state, "attempt": j.attempt, "failure_class": j.failure_class,
-         "hardware_class_id": j.hardware_class_id}
+        {
+            "id": j.id,
+            "suite": j.suite,
+            "state": j.state,
+            "attempt": j.attempt,
+            "failure_class": j.failure_class,
+            "hardware_class_id": j.hardware_class_id,
+        }
         for j in session.scalars(select(Job).where(Job.commit_id == commit.id).order_by(Job.id))
     ]
     alerts = [
         {"id": a.id, "kind": a.kind, "state": a.state, "magnitude": a.magnitude, "metric_id": a.metric_id}
-        for a in session.scalars(select(Alert).where(Alert.first_bad_commit_id == commit.id).order_by(Alert.id))
+        for a in session.scalars(
+            select(Alert).where(Alert.first_bad_commit_id == commit.id).order_by(Alert.id)
+        )
     ]
     return {
         "project": project.slug,
@@ -221,7 +270,11 @@ def compare_commit(session: Session, project_slug: str, sha: str, baseline_sha: 
 
 def _commit_json(c: Commit) -> dict[str, Any]:
     return {
-        "sha": c.sha, "branch": c.branch, "parents": c.parents, "author": c.author, "message": c.message,
-        "committed_at": c.committed_at.isoformat() if c.committed_at else None, "order": c.order_key,
+        "sha": c.sha,
+        "branch": c.branch,
+        "parents": c.parents,
+        "author": c.author,
+        "message": c.message,
+        "committed_at": c.committed_at.isoformat() if c.committed_at else None,
+        "order": c.order_key,
     }
-

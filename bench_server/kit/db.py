@@ -78,5 +78,6 @@ class Database:
         try:
             yield session
         finally:
-            session.rollback()
+            # close() ends the transaction without expiring loaded objects, so callers may
+            # still read the rows they fetched.
             session.close()

@@ -30,6 +30,31 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     github_token: str = ""
     public_url: str = "http://127.0.0.1:8000"
+    # --- jobs and runners (issue 4) ---
+    # A claimed job's lease; runners renew it every lease_seconds/3. An expired lease is requeued.
+    lease_seconds: int = 300
+    # Jobs are retried on a lost lease up to max_attempts claims, then failed as runner_lost.
+    max_attempts: int = 3
+    # A running job is timed_out after this long even if its lease is renewed.
+    job_timeout_s: float = 6 * 3600
+    # Longest long-poll a claim may ask for, and how often a waiting claim looks at the queue.
+    claim_max_wait_s: float = 60.0
+    claim_poll_interval_s: float = 0.25
+    # A runner silent for this long is marked offline.
+    runner_offline_after_s: float = 120.0
+    # How often beat runs the lease reaper and the offline sweep (the embedded mode reaps on claim).
+    reaper_interval_s: float = 15.0
+    # The job log keeps only its last bytes.
+    job_log_max_bytes: int = 256 * 1024
+    # Priorities (lower runs first): default-branch pushes, other branches, pull requests.
+    priority_default_branch: int = 10
+    priority_branch: int = 50
+    priority_pull_request: int = 100
+    # GitHub commit statuses: "<context>/<suite>/<hardware class>".
+    github_status_context: str = "bench"
+    github_timeout_s: float = 10.0
+    github_max_retries: int = 5
+    github_retry_base_s: float = 2.0
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:

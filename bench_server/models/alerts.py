@@ -28,7 +28,9 @@ class Alert(IdMixin, CreatedMixin, Base):
     )
 
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(20))
     branch: Mapped[str | None] = mapped_column(String(200))
     benchmark_id: Mapped[int | None] = mapped_column(ForeignKey("benchmarks.id"))

@@ -20,6 +20,8 @@ class Project(IdMixin, CreatedMixin, Base):
     default_branch: Mapped[str] = mapped_column(String(200), default="main")
     # "owner/repo" on GitHub, for commit statuses and webhooks
     github_repo: Mapped[str | None] = mapped_column(String(200), index=True)
+    # The suites a trigger runs when it names none (runner suite files by name); NULL means ["default"].
+    suites: Mapped[list[Any] | None]
 
 
 class Commit(IdMixin, CreatedMixin, Base):

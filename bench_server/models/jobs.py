@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bench_server.models.base import Base, CreatedMixin, IdMixin
 
 JOB_STATES = ("queued", "claimed", "running", "succeeded", "failed", "cancelled", "timed_out")
+ACTIVE_JOB_STATES = ("queued", "claimed", "running")
+HELD_JOB_STATES = ("claimed", "running")
+FINAL_JOB_STATES = ("succeeded", "failed", "cancelled", "timed_out")
+# At most one active, unforced job per commit x suite x hardware class (the fan-out's DB guard).
+_ACTIVE_UNFORCED = text("state IN ('queued', 'claimed', 'running') AND forced = false")
 TOKEN_SCOPES = ("runner", "ci", "admin", "register")
 
 
@@ -53,6 +58,8 @@ class Run(IdMixin, CreatedMixin, Base):
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     pull_request: Mapped[int | None]
     fanned_out_at: Mapped[datetime | None]
+    # Priority of its jobs (lower first); NULL: from the ref (default branch, branch, pull request).
+    priority: Mapped[int | None]
 
 
 class Job(IdMixin, CreatedMixin, Base):
@@ -66,6 +73,13 @@ class Job(IdMixin, CreatedMixin, Base):
         Index("ix_jobs_claim", "state", "hardware_class_id", "priority", "id"),
         Index("ix_jobs_lease", "state", "lease_expires_at"),
         Index("ix_jobs_identity", "project_id", "commit_id", "suite", "hardware_class_id"),
+        Index(
+            "uq_jobs_active_identity",
+            "project_id", "commit_id", "suite", "hardware_class_id",
+            unique=True,
+            postgresql_where=_ACTIVE_UNFORCED,
+            sqlite_where=_ACTIVE_UNFORCED,
+        ),
     )
 
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)

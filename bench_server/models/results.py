@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bench_server.models.base import BigId, Base, CreatedMixin, IdMixin, utcnow
+from bench_server.models.base import Base, BigId, CreatedMixin, IdMixin, utcnow
 
 DIRECTIONS = ("higher", "lower")
 FAILURE_CLASSES = ("setup", "engine_start", "timeout", "oom", "crash", "wrong_result", "runner_lost")
@@ -60,7 +60,12 @@ class Result(Base):
         # The comparability key, in the order the series query filters on it.
         Index(
             "ix_results_series",
-            "project_id", "benchmark_id", "metric_id", "hardware_class_id", "branch", "commit_id",
+            "project_id",
+            "benchmark_id",
+            "metric_id",
+            "hardware_class_id",
+            "branch",
+            "commit_id",
         ),
         Index("ix_results_commit", "commit_id"),
     )
@@ -94,7 +99,9 @@ class Failure(IdMixin, CreatedMixin, Base):
         Index("ix_failures_commit", "commit_id"),
     )
 
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batches.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ingest_batches.id", ondelete="CASCADE"), index=True
+    )
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     commit_id: Mapped[int] = mapped_column(ForeignKey("commits.id", ondelete="CASCADE"))
     branch: Mapped[str | None] = mapped_column(String(200))

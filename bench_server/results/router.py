@@ -18,12 +18,39 @@ from bench_server.results.service import ingest
 router = APIRouter(tags=["results"])
 
 RESULT_COLUMNS = [
-    "id", "project", "commit", "branch", "suite", "benchmark", "params", "metric", "unit", "direction",
-    "value", "hardware_class", "machine", "job_id", "batch_id", "created_at", "stats", "samples",
+    "id",
+    "project",
+    "commit",
+    "branch",
+    "suite",
+    "benchmark",
+    "params",
+    "metric",
+    "unit",
+    "direction",
+    "value",
+    "hardware_class",
+    "machine",
+    "job_id",
+    "batch_id",
+    "created_at",
+    "stats",
+    "samples",
 ]
 FAILURE_COLUMNS = [
-    "id", "project", "commit", "branch", "suite", "benchmark", "params", "hardware_class", "failure_class",
-    "message", "job_id", "batch_id", "created_at",
+    "id",
+    "project",
+    "commit",
+    "branch",
+    "suite",
+    "benchmark",
+    "params",
+    "hardware_class",
+    "failure_class",
+    "message",
+    "job_id",
+    "batch_id",
+    "created_at",
 ]
 
 
@@ -31,7 +58,9 @@ FAILURE_COLUMNS = [
     "/results",
     status_code=201,
     response_model=IngestOut,
-    responses={200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"}},
+    responses={
+        200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"}
+    },
 )
 def post_results(payload: IngestIn, session: DbSession, _: IngestAuth, response: Response) -> IngestOut:
     """Store a batch of results and failures for one commit on one machine, all or nothing."""
@@ -39,7 +68,10 @@ def post_results(payload: IngestIn, session: DbSession, _: IngestAuth, response:
     if outcome.duplicate:
         response.status_code = 200
     return IngestOut(
-        batch_id=outcome.batch_id, duplicate=outcome.duplicate, results=outcome.results, failures=outcome.failures
+        batch_id=outcome.batch_id,
+        duplicate=outcome.duplicate,
+        results=outcome.results,
+        failures=outcome.failures,
     )
 
 
@@ -63,7 +95,9 @@ def _filters(
     if commit:
         query = query.where(Commit.sha.startswith(commit.lower()))
     if suite:
-        query = query.where(model.suite == suite) if model is Failure else query.where(Benchmark.suite == suite)
+        query = (
+            query.where(model.suite == suite) if model is Failure else query.where(Benchmark.suite == suite)
+        )
     if benchmark:
         query = query.where(Benchmark.name == benchmark)
     if hardware_class:
@@ -96,9 +130,23 @@ def list_results(
     """Results, newest first, with filters and cursor paging; `?format=csv` exports."""
     query = (
         select(
-            Result.id, Project.slug, Commit.sha, Result.branch, Benchmark.suite, Benchmark.name, Benchmark.params,
-            Metric.name, Metric.unit, Metric.direction, Result.value, HardwareClass.name,
-            Machine.fingerprint_hash, Result.job_id, Result.batch_id, Result.created_at, Result.stats,
+            Result.id,
+            Project.slug,
+            Commit.sha,
+            Result.branch,
+            Benchmark.suite,
+            Benchmark.name,
+            Benchmark.params,
+            Metric.name,
+            Metric.unit,
+            Metric.direction,
+            Result.value,
+            HardwareClass.name,
+            Machine.fingerprint_hash,
+            Result.job_id,
+            Result.batch_id,
+            Result.created_at,
+            Result.stats,
             Result.samples if samples else Result.id.label("no_samples"),
         )
         .join(Project, Project.id == Result.project_id)
@@ -109,8 +157,16 @@ def list_results(
         .join(Machine, Machine.id == Result.machine_id)
     )
     query = _filters(
-        query, Result, project=project, branch=branch, commit=commit, suite=suite, benchmark=benchmark,
-        hardware_class=hardware_class, since=since, until=until,
+        query,
+        Result,
+        project=project,
+        branch=branch,
+        commit=commit,
+        suite=suite,
+        benchmark=benchmark,
+        hardware_class=hardware_class,
+        since=since,
+        until=until,
     )
     if metric:
         query = query.where(Metric.name == metric)
@@ -148,8 +204,18 @@ def list_failures(
     """Failures (benchmarks that produced no numbers), newest first."""
     query = (
         select(
-            Failure.id, Project.slug, Commit.sha, Failure.branch, Failure.suite, Benchmark.name, Benchmark.params,
-            HardwareClass.name, Failure.failure_class, Failure.message, Failure.job_id, Failure.batch_id,
+            Failure.id,
+            Project.slug,
+            Commit.sha,
+            Failure.branch,
+            Failure.suite,
+            Benchmark.name,
+            Benchmark.params,
+            HardwareClass.name,
+            Failure.failure_class,
+            Failure.message,
+            Failure.job_id,
+            Failure.batch_id,
             Failure.created_at,
         )
         .join(Project, Project.id == Failure.project_id)
@@ -158,12 +224,28 @@ def list_failures(
         .join(HardwareClass, HardwareClass.id == Failure.hardware_class_id)
     )
     query = _filters(
-        query, Failure, project=project, branch=branch, commit=commit, suite=suite, benchmark=benchmark,
-        hardware_class=hardware_class, since=since, until=until,
+        query,
+        Failure,
+        project=project,
+        branch=branch,
+        commit=commit,
+        suite=suite,
+        benchmark=benchmark,
+        hardware_class=hardware_class,
+        since=since,
+        until=until,
     )
     if failure_class:
         query = query.where(Failure.failure_class == failure_class)
     return listing_response(
-        request, db, query, Failure.id, lambda r: dict(zip(FAILURE_COLUMNS, r, strict=True)), FAILURE_COLUMNS,
-        fmt=format, cursor=cursor, limit=limit, name="failures",
+        request,
+        db,
+        query,
+        Failure.id,
+        lambda r: dict(zip(FAILURE_COLUMNS, r, strict=True)),
+        FAILURE_COLUMNS,
+        fmt=format,
+        cursor=cursor,
+        limit=limit,
+        name="failures",
     )

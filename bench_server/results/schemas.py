@@ -23,7 +23,9 @@ class Strict(BaseModel):
 class CommitIn(Strict):
     sha: str = Field(pattern=r"^[0-9a-f]{7,64}$", description="Full or abbreviated hex commit id")
     branch: str | None = Field(default=None, min_length=1, max_length=200)
-    parents: list[Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")]] = Field(default_factory=list, max_length=64)
+    parents: list[Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")]] = Field(
+        default_factory=list, max_length=64
+    )
     author: str | None = Field(default=None, max_length=200)
     message: str | None = Field(default=None, max_length=20_000)
     committed_at: datetime | None = None

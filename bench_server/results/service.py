@@ -88,8 +88,14 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
 
     metrics = metrics_for(session, specs, field_of)
     commit = upsert_commit(
-        session, project, payload.commit.sha, branch=branch, parents=payload.commit.parents,
-        author=payload.commit.author, message=payload.commit.message, committed_at=payload.commit.committed_at,
+        session,
+        project,
+        payload.commit.sha,
+        branch=branch,
+        parents=payload.commit.parents,
+        author=payload.commit.author,
+        message=payload.commit.message,
+        committed_at=payload.commit.committed_at,
     )
     if job is not None and job.commit_id != commit.id:
         raise InvalidInput("job_id", f"job {job.id} is for another commit")
@@ -97,9 +103,17 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
     bench_ids = benchmarks_for(session, wanted)
 
     batch = IngestBatch(
-        idempotency_key=payload.idempotency_key, body_hash=body_hash, project_id=project.id,
-        commit_id=commit.id, machine_id=machine.id, job_id=payload.job_id, branch=branch, source=source,
-        context=payload.context, n_results=len(payload.results), n_failures=len(payload.failures),
+        idempotency_key=payload.idempotency_key,
+        body_hash=body_hash,
+        project_id=project.id,
+        commit_id=commit.id,
+        machine_id=machine.id,
+        job_id=payload.job_id,
+        branch=branch,
+        source=source,
+        context=payload.context,
+        n_results=len(payload.results),
+        n_failures=len(payload.failures),
     )
     # The batch row goes first, in a savepoint: a concurrent request with the same key loses
     # here, before any result is written, and answers as a duplicate or conflict.
@@ -115,16 +129,26 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
 
     now = utcnow()
     common = {
-        "batch_id": batch.id, "project_id": project.id, "commit_id": commit.id, "branch": branch,
-        "machine_id": machine.id, "hardware_class_id": hardware.id, "job_id": payload.job_id,
+        "batch_id": batch.id,
+        "project_id": project.id,
+        "commit_id": commit.id,
+        "branch": branch,
+        "machine_id": machine.id,
+        "hardware_class_id": hardware.id,
+        "job_id": payload.job_id,
     }
     if payload.results:
         session.execute(
             insert(Result),
             [
                 {
-                    **common, "benchmark_id": bench_ids[key], "metric_id": metrics[r.metric].id,
-                    "value": r.value, "samples": r.samples, "stats": r.stats, "created_at": now,
+                    **common,
+                    "benchmark_id": bench_ids[key],
+                    "metric_id": metrics[r.metric].id,
+                    "value": r.value,
+                    "samples": r.samples,
+                    "stats": r.stats,
+                    "created_at": now,
                 }
                 for r, key in zip(payload.results, keys, strict=True)
             ],
@@ -134,8 +158,12 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
             insert(Failure),
             [
                 {
-                    **common, "benchmark_id": bench_ids[key] if key else None, "suite": f.suite,
-                    "failure_class": f.failure_class, "message": f.message, "log_excerpt": f.log_excerpt,
+                    **common,
+                    "benchmark_id": bench_ids[key] if key else None,
+                    "suite": f.suite,
+                    "failure_class": f.failure_class,
+                    "message": f.message,
+                    "log_excerpt": f.log_excerpt,
                     "created_at": now,
                 }
                 for f, key in zip(payload.failures, failure_keys, strict=True)

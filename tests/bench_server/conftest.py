@@ -51,19 +51,30 @@ def api(database_url: str) -> Iterator[Api]:
 
 def result(metric: str = "output_throughput", value: float = 100.0, **over: Any) -> dict[str, Any]:
     body = {
-        "suite": "serving", "benchmark": "gemma-270m-128x64", "params": {"isl": 128, "osl": 64, "concurrency": 4},
-        "metric": metric, "unit": "tok/s", "direction": "higher", "value": value,
+        "suite": "serving",
+        "benchmark": "gemma-270m-128x64",
+        "params": {"isl": 128, "osl": 64, "concurrency": 4},
+        "metric": metric,
+        "unit": "tok/s",
+        "direction": "higher",
+        "value": value,
     }
     body.update(over)
     return body
 
 
-def batch(key: str = "k1", sha: str = "a" * 40, results: list[dict[str, Any]] | None = None, **over: Any) -> dict[str, Any]:
+def batch(
+    key: str = "k1", sha: str = "a" * 40, results: list[dict[str, Any]] | None = None, **over: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "idempotency_key": key,
         "project": "exo",
         "commit": {"sha": sha, "branch": "main"},
-        "machine": {"hardware_class": "cpu-x86_64", "fingerprint": {"cpu": "EPYC", "cores": 2}, "hostname": "ci"},
+        "machine": {
+            "hardware_class": "cpu-x86_64",
+            "fingerprint": {"cpu": "EPYC", "cores": 2},
+            "hostname": "ci",
+        },
         "results": [result()] if results is None else results,
     }
     body.update(over)

@@ -13,8 +13,15 @@ from bench_server import models
 from tests.bench_server.conftest import Api, batch, make_api, result
 
 COUNTED = [
-    models.IngestBatch, models.Result, models.Failure, models.Commit, models.Machine, models.Benchmark,
-    models.Metric, models.HardwareClass, models.Project,
+    models.IngestBatch,
+    models.Result,
+    models.Failure,
+    models.Commit,
+    models.Machine,
+    models.Benchmark,
+    models.Metric,
+    models.HardwareClass,
+    models.Project,
 ]
 
 
@@ -25,17 +32,31 @@ def snapshot(api: Api) -> dict[str, int]:
 
 def test_ingest_stores_results_and_failures(api: Api) -> None:
     body = batch(
-        results=[result(), result("mean_ttft_ms", 41.5, unit="ms", direction="lower", samples=[40.0, 43.0],
-                                  stats={"p99": 43.0})],
-        failures=[{"suite": "serving", "benchmark": "gemma-270m-1024x1024", "failure_class": "oom",
-                   "message": "killed by the OOM killer", "log_excerpt": "Killed"}],
+        results=[
+            result(),
+            result(
+                "mean_ttft_ms", 41.5, unit="ms", direction="lower", samples=[40.0, 43.0], stats={"p99": 43.0}
+            ),
+        ],
+        failures=[
+            {
+                "suite": "serving",
+                "benchmark": "gemma-270m-1024x1024",
+                "failure_class": "oom",
+                "message": "killed by the OOM killer",
+                "log_excerpt": "Killed",
+            }
+        ],
     )
     r = api.ingest(body)
     assert r.status_code == 201, r.text
     assert r.json() == {"batch_id": r.json()["batch_id"], "duplicate": False, "results": 2, "failures": 1}
 
     listed = api.client.get("/api/v1/results", params={"project": "exo", "samples": "true"}).json()["items"]
-    assert {(x["metric"], x["value"]) for x in listed} == {("output_throughput", 100.0), ("mean_ttft_ms", 41.5)}
+    assert {(x["metric"], x["value"]) for x in listed} == {
+        ("output_throughput", 100.0),
+        ("mean_ttft_ms", 41.5),
+    }
     ttft = next(x for x in listed if x["metric"] == "mean_ttft_ms")
     assert ttft["samples"] == [40.0, 43.0] and ttft["stats"] == {"p99": 43.0} and ttft["direction"] == "lower"
     failures = api.client.get("/api/v1/failures", params={"project": "exo"}).json()["items"]
@@ -81,26 +102,45 @@ BAD_INPUT: list[tuple[str, Any, int, str]] = [
     ("NaN", batch(results=[result(value=float("nan"))]), 422, "results.0.value"),
     ("infinity", batch(results=[result(value=float("inf"))]), 422, "results.0.value"),
     ("infinite sample", batch(results=[result(samples=[1.0, float("-inf")])]), 422, "results.0.samples.1"),
-    ("negative duration", batch(results=[result("ttft", -1.0, unit="ms", direction="lower")]), 422, "results.0"),
+    (
+        "negative duration",
+        batch(results=[result("ttft", -1.0, unit="ms", direction="lower")]),
+        422,
+        "results.0",
+    ),
     ("empty batch", batch(results=[]), 422, "body"),
     ("string value", batch(results=[result(value="12.5")]), 422, "results.0.value"),
     ("list as params", batch(results=[result(params=[1, 2])]), 422, "results.0.params"),
     ("unknown field", batch(results=[result(colour="red")]), 422, "results.0.colour"),
-    ("missing metric", batch(results=[{k: v for k, v in result().items() if k != "metric"}]), 422,
-     "results.0.metric"),
+    (
+        "missing metric",
+        batch(results=[{k: v for k, v in result().items() if k != "metric"}]),
+        422,
+        "results.0.metric",
+    ),
     ("bad sha", batch(sha="not-a-sha"), 422, "commit.sha"),
     ("unknown hardware class", batch(machine={"hardware_class": "tpu-v9"}), 422, "machine.hardware_class"),
-    ("cluster of unknown class", batch(machine={"hardware_class": "2x dgx-spark + 1x tpu-v9"}), 422,
-     "machine.hardware_class"),
+    (
+        "cluster of unknown class",
+        batch(machine={"hardware_class": "2x dgx-spark + 1x tpu-v9"}),
+        422,
+        "machine.hardware_class",
+    ),
     ("unknown project", batch(project="nope"), 422, "project"),
     ("unknown job", batch(job_id=999), 422, "job_id"),
-    ("unknown failure class", batch(results=[], failures=[{"suite": "s", "failure_class": "gremlins",
-                                                            "message": "x"}]), 422, "failures.0.failure_class"),
+    (
+        "unknown failure class",
+        batch(results=[], failures=[{"suite": "s", "failure_class": "gremlins", "message": "x"}]),
+        422,
+        "failures.0.failure_class",
+    ),
     ("one metric two units", batch(results=[result(), result(unit="req/s")]), 422, "results"),
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [b[1:] for b in BAD_INPUT], ids=[b[0] for b in BAD_INPUT])
+@pytest.mark.parametrize(
+    ("body", "status", "field"), [b[1:] for b in BAD_INPUT], ids=[b[0] for b in BAD_INPUT]
+)
 def test_bad_input_is_a_4xx_naming_the_field_and_stores_nothing(
     api: Api, body: dict[str, Any], status: int, field: str
 ) -> None:
@@ -154,13 +194,22 @@ def test_oversized_body_is_413(database_url: str) -> None:
 
 
 def test_cluster_hardware_class_is_canonical(api: Api) -> None:
-    r = api.ingest(batch(machine={"hardware_class": "1x dgx-spark + 2x mac-studio-m3-ultra",
-                                  "fingerprint": {"members": ["a", "b", "c"]}}))
+    r = api.ingest(
+        batch(
+            machine={
+                "hardware_class": "1x dgx-spark + 2x mac-studio-m3-ultra",
+                "fingerprint": {"members": ["a", "b", "c"]},
+            }
+        )
+    )
     assert r.status_code == 201, r.text
     hw = {h["name"]: h for h in api.client.get("/api/v1/hardware", params={"limit": 1000}).json()["items"]}
     cluster = hw["1x dgx-spark + 2x mac-studio-m3-ultra"]
     assert cluster["kind"] == "cluster"
-    assert cluster["members"] == [{"class": "dgx-spark", "count": 1}, {"class": "mac-studio-m3-ultra", "count": 2}]
+    assert cluster["members"] == [
+        {"class": "dgx-spark", "count": 1},
+        {"class": "mac-studio-m3-ultra", "count": 2},
+    ]
     assert cluster["accelerators"] == 3
     # Another spelling of the same composition lands on the same class.
     r = api.ingest(batch("k2", machine={"hardware_class": "2x mac-studio-m3-ultra + 1x dgx-spark"}))
