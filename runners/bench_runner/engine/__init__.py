@@ -1,0 +1,27 @@
+"""Engine lifecycle: start an inference engine, wait until healthy, stop it, classify failures."""
+
+from .lifecycle import EngineFailure, EngineProcess, StopResult, classify_exit, looks_like_oom
+from .reference import (
+    REFERENCE_EOG_TOKENS,
+    REFERENCE_MODEL_ALIAS,
+    EngineCommand,
+    engine_version,
+    free_port,
+    reference_engine_command,
+    reference_model_path,
+)
+
+__all__ = [
+    "REFERENCE_EOG_TOKENS",
+    "REFERENCE_MODEL_ALIAS",
+    "EngineCommand",
+    "EngineFailure",
+    "EngineProcess",
+    "StopResult",
+    "classify_exit",
+    "engine_version",
+    "free_port",
+    "looks_like_oom",
+    "reference_engine_command",
+    "reference_model_path",
+]

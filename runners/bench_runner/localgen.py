@@ -1,0 +1,288 @@
+"""Local generation speed, as llama-bench and exo bench report it.
+
+* prefill tok/s = prompt tokens / prefill seconds
+* generation tok/s = (generated - 1) / (last token time - first token time)
+
+Two ways to measure, for given prompt and generation lengths:
+
+* ``server``: one streamed request at a time against a running OpenAI-compatible server;
+  prefill seconds are the TTFT (which also holds one sampling step and the HTTP round trip);
+* ``in-process``: ``llama_cpp.Llama`` in this process, timing the prompt evaluation and each
+  generated token directly, with no HTTP in between.
+
+``bench-runner local-gen`` runs either from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .records import ResultRecord
+from .serving.client import RequestOutput, RequestSpec, build_payload, send_request
+from .serving.workload import CORPUS, ServerTokenizer, eos_suppression, exact_prompt
+
+
+@dataclass
+class GenSample:
+    """One measurement."""
+
+    prompt_tokens: int
+    generated_tokens: int
+    prefill_s: float
+    first_token_time: float
+    last_token_time: float
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else math.nan
+
+    @property
+    def generation_tok_s(self) -> float:
+        span = self.last_token_time - self.first_token_time
+        if self.generated_tokens < 2 or span <= 0:
+            return math.nan
+        return (self.generated_tokens - 1) / span
+
+
+@dataclass
+class GenResult:
+    """Repeated measurements for one (prompt length, generation length)."""
+
+    mode: str
+    prompt_len: int
+    gen_len: int
+    samples: list[GenSample] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        pp = [s.prefill_tok_s for s in self.samples if math.isfinite(s.prefill_tok_s)]
+        tg = [s.generation_tok_s for s in self.samples if math.isfinite(s.generation_tok_s)]
+        return {
+            "mode": self.mode,
+            "prompt_len": self.prompt_len,
+            "gen_len": self.gen_len,
+            "repetitions": len(self.samples),
+            "prefill_tok_s": statistics.fmean(pp) if pp else None,
+            "prefill_tok_s_std": statistics.pstdev(pp) if pp else None,
+            "generation_tok_s": statistics.fmean(tg) if tg else None,
+            "generation_tok_s_std": statistics.pstdev(tg) if tg else None,
+            "generated_tokens": [s.generated_tokens for s in self.samples],
+            "samples": [asdict(s) for s in self.samples],
+        }
+
+    def to_result_records(
+        self, suite: str = "localgen", benchmark: str | None = None, params: dict[str, Any] | None = None
+    ) -> list[ResultRecord]:
+        s = self.summary()
+        name = benchmark or f"pp{self.prompt_len}-tg{self.gen_len}"
+        p = {"mode": self.mode, "pp": self.prompt_len, "tg": self.gen_len, **(params or {})}
+        out = []
+        for metric, key in (("prefill_tok_s", "prefill_tok_s"), ("generation_tok_s", "generation_tok_s")):
+            if s[key] is None:
+                continue
+            values = [getattr(x, key) for x in self.samples]
+            out.append(
+                ResultRecord(
+                    suite=suite,
+                    benchmark=name,
+                    metric=metric,
+                    value=float(s[key]),
+                    unit="tok/s",
+                    direction="higher",
+                    params=p,
+                    samples=[v for v in values if math.isfinite(v)],
+                    stats={"std": float(s[f"{key}_std"])},
+                )
+            )
+        return out
+
+
+# -- against a running server ------------------------------------------------------------------
+async def measure_server(
+    base_url: str,
+    prompt_len: int,
+    gen_len: int,
+    *,
+    repetitions: int = 3,
+    model: str = "",
+    engine: str = "generic",
+    eog_tokens: Sequence[str] = (),
+    seed: int = 0,
+    warmup: bool = True,
+) -> GenResult:
+    """Measure prefill and generation speed with streamed requests, one at a time."""
+    base_url = base_url.rstrip("/")
+    result = GenResult("server", prompt_len, gen_len)
+    rng = random.Random(seed)
+    extra = eos_suppression(engine, gen_len, eog_tokens)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=30.0)) as client:
+        tok = await ServerTokenizer.detect(client, base_url, model)
+        url = base_url + "/v1/completions"
+        for i in range(repetitions + (1 if warmup else 0)):
+            if tok is not None:
+                prompt = await exact_prompt(tok, prompt_len, rng)
+            else:
+                prompt = " ".join(rng.sample(CORPUS, len(CORPUS)))[: prompt_len * 4]
+            spec = RequestSpec(prompt, prompt_len, gen_len, extra)
+            out = await send_request(
+                client, url, build_payload("completions", model, spec), RequestOutput(i, prompt_len, gen_len)
+            )
+            if not out.success:
+                raise RuntimeError(f"request failed: {out.error}")
+            if warmup and i == 0:
+                continue
+            generated = out.output_tokens
+            if out.output_tokens_source == "chunks" and tok is not None:
+                generated = await tok.count_text(out.text)
+            times = out.content_times
+            first = out.first_nonempty_time or times[0]
+            result.samples.append(GenSample(prompt_len, generated, out.ttft, first, times[-1]))
+    return result
+
+
+# -- in this process with llama_cpp.Llama -----------------------------------------------------
+def measure_in_process(
+    model_path: str | Path,
+    prompt_len: int,
+    gen_len: int,
+    *,
+    repetitions: int = 3,
+    n_threads: int | None = None,
+    n_ctx: int = 2048,
+    seed: int = 0,
+    warmup: bool = True,
+) -> GenResult:
+    """Time prompt evaluation and token generation with ``llama_cpp.Llama`` directly."""
+    from llama_cpp import Llama  # optional dependency (bench-runner[engine])
+
+    llm = Llama(
+        model_path=str(model_path),
+        n_ctx=max(n_ctx, prompt_len + gen_len + 8),
+        n_threads=n_threads,
+        n_threads_batch=n_threads,
+        verbose=False,
+        seed=seed,
+    )
+    rng = random.Random(seed)
+    result = GenResult("in-process", prompt_len, gen_len)
+    for i in range(repetitions + (1 if warmup else 0)):
+        text = " ".join(rng.sample(CORPUS, len(CORPUS)) * (1 + prompt_len // 200))
+        tokens = llm.tokenize(text.encode(), add_bos=True)[:prompt_len]
+        if len(tokens) < prompt_len:
+            raise ValueError(f"corpus too short for {prompt_len} tokens")
+        llm.reset()
+        t0 = time.perf_counter()
+        times: list[float] = []
+        # generate() evaluates the prompt, then yields one sampled token per step; the caller
+        # decides when to stop, so the end-of-sequence token does not end the run early.
+        for _tok in llm.generate(tokens, temp=0.0, reset=True):
+            times.append(time.perf_counter())
+            if len(times) >= gen_len:
+                break
+        if warmup and i == 0:
+            continue
+        result.samples.append(GenSample(prompt_len, len(times), times[0] - t0, times[0], times[-1]))
+    return result
+
+
+# -- CLI --------------------------------------------------------------------------------------
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("local-gen", help="prefill and generation tokens/s (llama-bench style)")
+    p.add_argument("--base-url", help="measure against this running server")
+    p.add_argument(
+        "--reference-engine", action="store_true", help="start the reference engine and measure it"
+    )
+    p.add_argument("--in-process", action="store_true", help="use llama_cpp.Llama in this process")
+    p.add_argument("--model-path", default=None, help="GGUF for --in-process (default: the reference model)")
+    p.add_argument("--model", default="")
+    p.add_argument("--engine", default="generic", help="EOS handling, as for serve-bench")
+    p.add_argument("--eog-token", action="append", default=[])
+    p.add_argument("-p", "--prompt-len", default="128", help="prompt lengths, comma list")
+    p.add_argument("-n", "--gen-len", default="64", help="generation lengths, comma list")
+    p.add_argument("-r", "--repetitions", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", dest="json_file", default=None, help="write summaries here")
+    p.add_argument("--records-file", default=None, help="write ResultRecords JSON here")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    results: list[GenResult] = []
+    pairs = [(pp, tg) for pp in _ints(args.prompt_len) for tg in _ints(args.gen_len)]
+    if args.in_process:
+        from .engine.reference import reference_model_path
+
+        path = args.model_path or reference_model_path()
+        for pp, tg in pairs:
+            results.append(
+                measure_in_process(path, pp, tg, repetitions=args.repetitions, n_threads=args.threads)
+            )
+    else:
+        engine = None
+        base_url, model, eng, eog = args.base_url, args.model, args.engine, list(args.eog_token)
+        if args.reference_engine:
+            import tempfile
+
+            from .engine import REFERENCE_EOG_TOKENS, reference_engine_command
+
+            cmd = reference_engine_command(n_threads=args.threads)
+            engine = cmd.process(Path(tempfile.gettempdir()) / f"reference-engine-{cmd.port}.log")
+            engine.start()
+            engine.wait_healthy()
+            base_url, model, eng, eog = (
+                cmd.base_url,
+                cmd.model,
+                "llama-cpp-python",
+                list(REFERENCE_EOG_TOKENS),
+            )
+        if not base_url:
+            print("local-gen: give --base-url, --reference-engine or --in-process", file=sys.stderr)
+            return 2
+        try:
+            for pp, tg in pairs:
+                results.append(
+                    asyncio.run(
+                        measure_server(
+                            base_url,
+                            pp,
+                            tg,
+                            repetitions=args.repetitions,
+                            model=model,
+                            engine=eng,
+                            eog_tokens=eog,
+                        )
+                    )
+                )
+        finally:
+            if engine is not None:
+                engine.stop()
+    print(f"| {'mode':<10} | {'test':>12} | {'t/s':>20} |")
+    print(f"| {'-' * 10} | {'-' * 12}:| {'-' * 20}:|")
+    for r in results:
+        s = r.summary()
+        for label, key in ((f"pp{r.prompt_len}", "prefill_tok_s"), (f"tg{r.gen_len}", "generation_tok_s")):
+            value = s[key]
+            shown = f"{value:.2f} ± {s[key + '_std']:.2f}" if value is not None else "n/a"
+            print(f"| {r.mode:<10} | {label:>12} | {shown:>20} |")
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps([r.summary() for r in results], indent=1))
+    if args.records_file:
+        recs = [rec.to_json() for r in results for rec in r.to_result_records()]
+        Path(args.records_file).write_text(json.dumps(recs, indent=1))
+    return 0

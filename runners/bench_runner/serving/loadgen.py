@@ -1,0 +1,453 @@
+"""Load shapes and the benchmark run: closed loop, open loop (gamma arrivals), sweeps.
+
+``run_benchmark(config)`` is the Python API a suite calls; ``bench-runner serve-bench`` wraps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, cast
+
+import httpx
+import numpy as np
+
+from .client import ENDPOINT_PATHS, Endpoint, RequestOutput, RequestSpec, build_payload, send_request
+from .loops import busy_loop, run_on
+from .metrics import DEFAULT_PERCENTILES, compute_metrics, per_request_from_outputs
+from .workload import ServerTokenizer, Tokenizer, Workload, build_requests, eos_suppression
+
+
+class EngineWatch(Protocol):
+    """Anything that can tell whether the engine under test is still alive."""
+
+    def check(self) -> None:
+        """Raise if the engine has died."""
+
+
+@dataclass
+class BenchConfig:
+    """One serving benchmark run.
+
+    Closed loop when ``request_rate`` is None (``concurrency`` users, each sending its next
+    request when the previous one finishes); open loop otherwise (gamma inter-arrival gaps with
+    shape ``burstiness``, 1 = Poisson; ``inf`` sends everything at once), optionally capped at
+    ``max_concurrency`` requests in flight.
+    """
+
+    base_url: str
+    model: str = ""
+    endpoint: Endpoint = "completions"
+    engine: str = "generic"  # llama-cpp-python | vllm | sglang | llama.cpp | generic
+    input_len: int = 128
+    output_len: int = 64
+    num_requests: int = 100
+    warmup_requests: int | None = None  # None: one per concurrent user (warms the connection pool)
+    concurrency: int = 1
+    request_rate: float | None = None
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    seed: int = 0
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    goodput_slos_ms: dict[str, float] = field(default_factory=dict)
+    num_accelerators: int = 1
+    temperature: float = 0.0
+    include_usage: bool = True
+    eog_tokens: tuple[str, ...] = ()  # extra end-of-generation tokens to suppress (llama-cpp-python)
+    use_server_tokenizer: bool = True
+    request_timeout: float = 600.0
+    progress: bool = True
+    progress_interval: float = 5.0
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    # Poll instead of sleeping in the kernel (run_benchmark/run_sweep only): removes the
+    # process wake-up delay from every timestamp at the cost of one busy core.
+    busy_poll: bool = False
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if self.request_rate is not None and not self.request_rate > 0:
+            raise ValueError("request_rate must be > 0 (or inf)")
+        if self.burstiness <= 0:
+            raise ValueError("burstiness must be > 0")
+        if self.num_requests < 1:
+            raise ValueError("num_requests must be >= 1")
+        self.base_url = self.base_url.rstrip("/")
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.request_rate is None
+
+    @property
+    def users(self) -> int:
+        """Requests in flight at most: closed-loop users, or the open loop's cap (1 if none)."""
+        return self.concurrency if self.closed_loop else (self.max_concurrency or 1)
+
+    @property
+    def n_warmup(self) -> int:
+        return self.users if self.warmup_requests is None else self.warmup_requests
+
+
+@dataclass
+class BenchmarkResult:
+    """A finished run: per-request outputs and the aggregate metrics (vLLM key names)."""
+
+    config: BenchConfig
+    outputs: list[RequestOutput]
+    warmup_outputs: list[RequestOutput]
+    t_start: float
+    t_end: float
+    metrics: dict[str, Any]
+    input_lens_exact: bool
+    tokenizer: str | None
+    date: str
+
+    @property
+    def duration(self) -> float:
+        return self.t_end - self.t_start
+
+    def to_json(self) -> dict[str, Any]:
+        """The result JSON: vLLM's keys first, then our own raw per-request timestamps."""
+        cfg = self.config
+        ok = [o for o in self.outputs if o.success]
+        rate: float | str = (
+            "inf" if cfg.request_rate is None or math.isinf(cfg.request_rate) else cfg.request_rate
+        )
+        data: dict[str, Any] = {
+            "date": self.date,
+            "backend": cfg.engine,
+            "endpoint_type": cfg.endpoint,
+            "model_id": cfg.model,
+            "tokenizer_id": self.tokenizer,
+            "num_prompts": cfg.num_requests,
+            "request_rate": rate,
+            "burstiness": cfg.burstiness,
+            "max_concurrency": cfg.concurrency if cfg.closed_loop else cfg.max_concurrency,
+            "load_shape": "closed" if cfg.closed_loop else "open",
+        }
+        data.update(self.metrics)
+        data.update(
+            {
+                "input_lens": [o.input_len for o in self.outputs],
+                "output_lens": [o.output_tokens if o.success else 0 for o in self.outputs],
+                "ttfts": [o.ttft if o.success else 0.0 for o in self.outputs],
+                "itls": [o.itl if o.success else [] for o in self.outputs],
+                "e2els": [o.e2el for o in ok],
+                "tpots": [t for o in ok if (t := o.tpot) is not None],
+                "generated_texts": [o.text for o in self.outputs],
+                "errors": [o.error for o in self.outputs],
+                "output_tokens_source": dict(Counter(o.output_tokens_source for o in ok)),
+                "input_lens_exact": self.input_lens_exact,
+                "workload": {
+                    "input_len": cfg.input_len,
+                    "output_len": cfg.output_len,
+                    "seed": cfg.seed,
+                    "warmup_requests": cfg.n_warmup,
+                },
+                "requests": [_raw_request(o, self.t_start) for o in self.outputs],
+            }
+        )
+        return data
+
+
+def _raw_request(o: RequestOutput, t0: float) -> dict[str, Any]:
+    """Raw timestamps of one request, in seconds relative to the run start (first dispatch)."""
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else t - t0
+
+    return {
+        "index": o.index,
+        "client_start": rel(o.client_start),
+        "start": rel(o.start),
+        "scheduled": rel(o.scheduled),
+        "ttft_time": rel(o.ttft_time),
+        "first_nonempty_time": rel(o.first_nonempty_time),
+        "content_times": [t - t0 for t in o.content_times],
+        "event_times": [t - t0 for t in o.event_times],
+        "end_time": rel(o.end_time),
+        "input_len": o.input_len,
+        "output_tokens": o.output_tokens,
+        "output_tokens_source": o.output_tokens_source,
+        "usage_completion_tokens": o.usage_completion_tokens,
+        "usage_prompt_tokens": o.usage_prompt_tokens,
+        "finish_reason": o.finish_reason,
+        "status_code": o.status_code,
+        "success": o.success,
+        "error": o.error,
+    }
+
+
+def arrival_offsets(n: int, rate: float | None, burstiness: float, seed: int) -> list[float]:
+    """Planned dispatch times (s from start): gamma gaps with mean 1/rate and shape burstiness.
+
+    The first request goes at 0; ``inf``/None rate sends all at once. The schedule is absolute,
+    so a late dispatch does not shift the ones after it.
+    """
+    if rate is None or math.isinf(rate):
+        return [0.0] * n
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=max(0, n - 1))
+    return [0.0, *np.cumsum(gaps).tolist()][:n]
+
+
+class _Progress:
+    """Prints requests done and content chunks/s to stderr every ``interval`` seconds."""
+
+    def __init__(self, total: int, interval: float, enabled: bool) -> None:
+        self.total = total
+        self.interval = interval
+        self.enabled = enabled
+        self.done = 0
+        self.failed = 0
+        self.chunks = [0]
+        self.t0 = time.perf_counter()
+
+    def report(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        el = time.perf_counter() - self.t0
+        rate = self.chunks[0] / el if el > 0 else 0.0
+        tag = "finished" if final else "progress"
+        print(
+            f"[serve-bench] {tag}: {self.done}/{self.total} requests ({self.failed} failed), "
+            f"{rate:.1f} tok/s (content chunks), {el:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.report()
+
+
+async def _execute(
+    client: httpx.AsyncClient,
+    config: BenchConfig,
+    specs: Sequence[RequestSpec],
+    *,
+    warmup: bool,
+    progress: _Progress | None,
+) -> tuple[list[RequestOutput], float, float]:
+    url = config.base_url + ENDPOINT_PATHS[config.endpoint]
+    outputs = [
+        RequestOutput(index=i, input_len=s.input_len, max_tokens=s.max_tokens, warmup=warmup)
+        for i, s in enumerate(specs)
+    ]
+    payloads = [
+        build_payload(
+            config.endpoint,
+            config.model,
+            s,
+            temperature=config.temperature,
+            include_usage=config.include_usage,
+        )
+        for s in specs
+    ]
+    counter = progress.chunks if progress else None
+    headers = config.headers or None
+
+    async def one(i: int) -> None:
+        await send_request(client, url, payloads[i], outputs[i], counter, headers)
+        if progress:
+            progress.done += 1
+            progress.failed += 0 if outputs[i].success else 1
+
+    t_start = time.perf_counter()
+    if progress:
+        progress.t0 = t_start
+    if config.closed_loop or warmup:
+        next_index = iter(range(len(specs)))
+
+        async def user() -> None:
+            for i in next_index:
+                await one(i)
+
+        users = config.concurrency if not warmup else min(config.users, len(specs))
+        await asyncio.gather(*(user() for _ in range(users)))
+    else:
+        offsets = arrival_offsets(len(specs), config.request_rate, config.burstiness, config.seed)
+        sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+
+        async def limited(i: int) -> None:
+            if sem is None:
+                await one(i)
+                return
+            async with sem:
+                await one(i)
+
+        tasks = []
+        for i, off in enumerate(offsets):
+            target = t_start + off
+            outputs[i].scheduled = target
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(limited(i)))
+        await asyncio.gather(*tasks)
+    return outputs, t_start, time.perf_counter()
+
+
+async def _watch_engine(engine: EngineWatch, interval: float = 0.5) -> None:
+    while True:
+        engine.check()
+        await asyncio.sleep(interval)
+
+
+async def _count_output_tokens(outputs: Sequence[RequestOutput], tok: ServerTokenizer | None) -> None:
+    """Replace chunk-count estimates with tokenizer counts (done after the run, off the clock)."""
+    if tok is None:
+        return
+    base = len(await tok.encode(""))
+    for o in outputs:
+        if o.success and o.output_tokens_source == "chunks":
+            o.output_tokens = len(await tok.encode(o.text)) - base if o.text else 0
+            o.output_tokens_source = "tokenizer"
+
+
+async def arun_benchmark(
+    config: BenchConfig,
+    *,
+    engine: EngineWatch | None = None,
+    tokenizer: Tokenizer | None = None,
+    requests: Sequence[RequestSpec] | None = None,
+) -> BenchmarkResult:
+    """Run one benchmark. Failed requests are counted, never raised.
+
+    If ``engine`` is given it is checked every 0.5 s; when it dies the run stops and the
+    engine's exception (e.g. an ``EngineFailure`` of class ``crash`` or ``oom``) propagates.
+    """
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    timeout = httpx.Timeout(config.request_timeout, connect=30.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        server_tok: ServerTokenizer | None = None
+        if tokenizer is None and config.use_server_tokenizer:
+            server_tok = await ServerTokenizer.detect(client, config.base_url, config.model)
+            tokenizer = server_tok
+        extra = eos_suppression(config.engine, config.output_len, config.eog_tokens)
+        extra.update(config.extra_body)
+        workload = Workload(config.input_len, config.output_len, config.num_requests, config.seed, extra)
+        if requests is None:
+            specs, exact = await build_requests(workload, tokenizer)
+        else:
+            specs, exact = list(requests), tokenizer is not None
+        warm_specs, _ = await build_requests(workload, tokenizer, count=config.n_warmup, salt=1)
+
+        watcher = asyncio.create_task(_watch_engine(engine)) if engine is not None else None
+        progress = _Progress(len(specs), config.progress_interval, config.progress)
+        reporter = asyncio.create_task(progress.run()) if config.progress else None
+        try:
+            run = asyncio.create_task(_run_phases(client, config, warm_specs, specs, progress))
+            waiters: set[asyncio.Task[Any]] = {run} | ({watcher} if watcher else set())
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if watcher is not None and watcher in done:
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+                watcher.result()  # raises the engine failure
+                raise RuntimeError("engine watcher stopped unexpectedly")
+            warm_out, outputs, t_start, t_end = run.result()
+        finally:
+            for task in (watcher, reporter):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+        if engine is not None:
+            engine.check()  # the engine may have died right at the end
+        progress.report(final=True)
+        # Token counting after the clock stopped. Only our own server tokenizer is used here:
+        # the counts must be the engine's own.
+        await _count_output_tokens(outputs, server_tok)
+        if not exact:
+            for o in outputs:
+                if o.usage_prompt_tokens is not None:
+                    o.input_len = int(o.usage_prompt_tokens)
+    metrics = compute_metrics(
+        per_request_from_outputs(outputs),
+        t_end - t_start,
+        percentiles=config.percentiles,
+        goodput_slos_ms=config.goodput_slos_ms,
+        num_accelerators=config.num_accelerators,
+    )
+    return BenchmarkResult(
+        config=config,
+        outputs=outputs,
+        warmup_outputs=warm_out,
+        t_start=t_start,
+        t_end=t_end,
+        metrics=metrics,
+        input_lens_exact=exact,
+        tokenizer=(
+            f"server:{server_tok.flavour}"
+            if server_tok
+            else (type(tokenizer).__name__ if tokenizer else None)
+        ),
+        date=time.strftime("%Y%m%d-%H%M%S"),
+    )
+
+
+async def _run_phases(
+    client: httpx.AsyncClient,
+    config: BenchConfig,
+    warm_specs: Sequence[RequestSpec],
+    specs: Sequence[RequestSpec],
+    progress: _Progress,
+) -> tuple[list[RequestOutput], list[RequestOutput], float, float]:
+    warm_out: list[RequestOutput] = []
+    if warm_specs:
+        warm_out, _, _ = await _execute(client, config, warm_specs, warmup=True, progress=None)
+    outputs, t_start, t_end = await _execute(client, config, specs, warmup=False, progress=progress)
+    return warm_out, outputs, t_start, t_end
+
+
+def run_benchmark(config: BenchConfig, **kwargs: Any) -> BenchmarkResult:
+    """Synchronous wrapper around ``arun_benchmark`` (on a busy-polling loop if asked)."""
+    if config.busy_poll:
+        return cast(BenchmarkResult, run_on(busy_loop, arun_benchmark(config, **kwargs)))
+    return asyncio.run(arun_benchmark(config, **kwargs))
+
+
+async def arun_sweep(
+    config: BenchConfig,
+    *,
+    concurrencies: Sequence[int] | None = None,
+    rates: Sequence[float] | None = None,
+    engine: EngineWatch | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> list[BenchmarkResult]:
+    """Run ``config`` once per concurrency (closed loop) or per request rate (open loop).
+
+    Each point gets ``goodput_ratio``: its good requests/s (all requests when no SLO is set)
+    divided by the best request throughput of the sweep, the systems view of goodput.
+    """
+    if (concurrencies is None) == (rates is None):
+        raise ValueError("give exactly one of concurrencies or rates")
+    points: list[BenchConfig] = []
+    for value in concurrencies or rates or []:
+        params = asdict(config)
+        if concurrencies is not None:
+            params.update(concurrency=int(value), request_rate=None)
+        else:
+            params.update(request_rate=float(value))
+        points.append(BenchConfig(**params))
+    results = [await arun_benchmark(p, engine=engine, tokenizer=tokenizer) for p in points]
+    best = max((r.metrics["request_throughput"] for r in results), default=0.0)
+    for r in results:
+        useful = r.metrics["request_goodput"]
+        if useful is None:
+            useful = r.metrics["request_throughput"]
+        r.metrics["goodput_ratio"] = useful / best if best > 0 else None
+    return results
+
+
+def run_sweep(config: BenchConfig, **kwargs: Any) -> list[BenchmarkResult]:
+    """Synchronous wrapper around ``arun_sweep``."""
+    if config.busy_poll:
+        return cast(list[BenchmarkResult], run_on(busy_loop, arun_sweep(config, **kwargs)))
+    return asyncio.run(arun_sweep(config, **kwargs))
