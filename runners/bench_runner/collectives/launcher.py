@@ -256,7 +256,8 @@ def launch(commands: list[RankCommand], *, timeout: float = 300.0) -> LaunchResu
         excerpt = stderr.get(first, "")[-2000:]
         if timed_out:
             raise LaunchError(f"collectives run timed out after {timeout:.0f} s", "timeout", excerpt)
-        raise LaunchError(f"rank {first} exited with code {rcs[first]}", "crash", excerpt)
+        last = next((ln for ln in reversed(excerpt.splitlines()) if ln.strip()), "")
+        raise LaunchError(f"rank {first} exited with code {rcs[first]}: {last}", "crash", excerpt)
     return LaunchResult(rank0, rcs, stderr, time.monotonic() - t0)
 
 
