@@ -19,7 +19,8 @@ NAMING_CONVENTION = {
 }
 
 # JSONB on PostgreSQL, JSON text on SQLite.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# None is stored as SQL NULL, not the JSON literal null.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # 64-bit ids on PostgreSQL; SQLite needs INTEGER PRIMARY KEY for its rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -24,7 +24,7 @@ from bench_server.catalog.repository import (
     upsert_commit,
 )
 from bench_server.kit.errors import Conflict, InvalidInput
-from bench_server.kit.sql import stable_hash
+from bench_server.kit.sql import bulk_insert, stable_hash
 from bench_server.models import Failure, IngestBatch, Job, Result
 from bench_server.models.base import utcnow
 from bench_server.results.schemas import IngestIn
@@ -138,8 +138,9 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
         "job_id": payload.job_id,
     }
     if payload.results:
-        session.execute(
-            insert(Result),
+        bulk_insert(
+            session,
+            Result.__table__,  # type: ignore[arg-type]
             [
                 {
                     **common,
@@ -152,6 +153,7 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
                 }
                 for r, key in zip(payload.results, keys, strict=True)
             ],
+            json_columns={"samples", "stats"},
         )
     if payload.failures:
         session.execute(
