@@ -163,9 +163,19 @@ def measure_in_process(
     n_ctx: int = 2048,
     seed: int = 0,
     warmup: bool = True,
+    disable_amx: bool | None = None,
 ) -> GenResult:
-    """Time prompt evaluation and token generation with ``llama_cpp.Llama`` directly."""
+    """Time prompt evaluation and token generation with ``llama_cpp.Llama`` directly.
+
+    ``disable_amx`` (default: when the CPU advertises AMX, see ``engine.cpu_quirks``) installs the
+    seccomp guard in this process before loading the model; it only refuses AMX permission.
+    """
     from llama_cpp import Llama  # optional dependency (bench-runner[engine])
+
+    from .engine.cpu_quirks import deny_amx_permission, needs_amx_guard
+
+    if disable_amx if disable_amx is not None else needs_amx_guard():
+        deny_amx_permission()
 
     llm = Llama(
         model_path=str(model_path),

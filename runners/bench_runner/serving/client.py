@@ -173,7 +173,10 @@ async def send_request(
                 out.error = f"HTTP {resp.status_code}: {detail}"
                 out.end_time = perf()
                 return out
-            async for raw in resp.aiter_bytes():
+            # aiter_raw skips httpx's decoder and re-chunker; only needed for compressed bodies.
+            identity = resp.headers.get("content-encoding", "identity") == "identity"
+            chunks = resp.aiter_raw() if identity else resp.aiter_bytes()
+            async for raw in chunks:
                 now = perf()
                 for data in splitter.feed(raw):
                     event_times.append(now)

@@ -1,0 +1,197 @@
+"""How many streamed chunks per second one load-generator process can time, and how well.
+
+Setup: the scripted SSE server (``bench_runner.serving.scripted_server``) runs in its own
+process pinned to one core and records when it writes each chunk; this process, pinned to the
+other core, runs the serving load generator against it at increasing chunk rates (many streams,
+fixed gaps, evenly staggered). Both processes use ``time.perf_counter`` (CLOCK_MONOTONIC, shared
+by all processes), so for each chunk the timing error is the client's timestamp minus the
+server's write time: the delay a token would show in TTFT/ITL/E2EL because of the client.
+
+A rate is sustained when the client received at least 95% of the target rate and the p99
+timing error stayed under 1 ms. The highest sustained rate is reported as chunks/s per core.
+
+Then, in the same run, the all-reduce harness's bus bandwidth beside a bare torch.distributed
+loop (``bench_runner.collectives.overhead.measure_busbw_ratio``), when that module is present.
+
+Usage: ``python benchmarks/client_overhead.py [--quick]``; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+from bench_runner.serving.client import RequestSpec
+from bench_runner.serving.loadgen import BenchConfig, run_benchmark
+from bench_runner.serving.scripted_server import ScriptedServerProcess
+
+ERROR_LIMIT_MS = 1.0
+TARGET_CHUNKS_PER_S = 20_000
+
+
+def cores() -> tuple[int | None, int | None]:
+    """(client core, server core), or Nones where affinity is not available."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+def run_rate(base_url: str, rate: float, streams: int, seconds: float, busy: bool) -> dict[str, Any]:
+    """Drive ``streams`` parallel streams at ``rate`` chunks/s in total for about ``seconds``."""
+    httpx.post(base_url + "/_log/clear")
+    gap_ms = streams / rate * 1000.0
+    n_tokens = max(20, int(seconds * rate / streams))
+    specs = [
+        RequestSpec(
+            "x",
+            1,
+            n_tokens,
+            # Stagger first tokens so the streams' chunks interleave evenly.
+            {
+                "scripted": {
+                    "id": f"s{i}",
+                    "n_tokens": n_tokens,
+                    "ttft_ms": 30.0 + gap_ms * i / streams,
+                    "itl_ms": gap_ms,
+                }
+            },
+        )
+        for i in range(streams)
+    ]
+    cfg = BenchConfig(
+        base_url=base_url,
+        num_requests=streams,
+        concurrency=streams,
+        progress=False,
+        use_server_tokenizer=False,
+        busy_poll=busy,
+        request_timeout=120.0,
+    )
+    cpu0 = time.process_time()
+    result = run_benchmark(cfg, requests=specs)
+    cpu = time.process_time() - cpu0
+    log = httpx.get(base_url + "/_log").json()
+    lags: list[np.ndarray] = []
+    server_late: list[np.ndarray] = []
+    first, last, received = float("inf"), 0.0, 0
+    for o in result.outputs:
+        if not o.success:
+            continue
+        entry = log[f"s{o.index}"]
+        sends = np.asarray(entry["send_times"])
+        got = np.asarray(o.content_times)
+        m = min(len(sends), len(got))
+        lags.append(got[:m] - sends[:m])
+        plan = entry["t_recv"] + (30.0 + gap_ms * o.index / streams + gap_ms * np.arange(m)) / 1000.0
+        server_late.append(sends[:m] - plan)
+        received += len(got)
+        first, last = min(first, got[0]), max(last, got[-1])
+    all_lags = np.concatenate(lags) if lags else np.array([np.inf])
+    late = np.concatenate(server_late) if server_late else np.array([np.inf])
+    achieved = received / (last - first) if last > first else 0.0
+    return {
+        "target": rate,
+        "achieved": achieved,
+        "chunks": received,
+        "failed": result.metrics["failed"],
+        "p50_error_ms": float(np.percentile(all_lags, 50) * 1e3),
+        "p99_error_ms": float(np.percentile(all_lags, 99) * 1e3),
+        "max_error_ms": float(np.max(all_lags) * 1e3),
+        "server_late_p99_ms": float(np.percentile(late, 99) * 1e3),
+        "client_cpu_s": cpu,
+    }
+
+
+def chunk_rate_sweep(quick: bool, busy: bool) -> tuple[list[dict[str, Any]], float, float | None]:
+    client_cpu, server_cpu = cores()
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    rates = [2_000, 5_000, 10_000, 20_000, 30_000, 40_000, 50_000]
+    streams, seconds = 32, (1.0 if quick else 3.0)
+    rows: list[dict[str, Any]] = []
+    best, best_err = 0.0, None
+    with ScriptedServerProcess(cpu=server_cpu) as srv:
+        run_rate(srv.base_url, 2_000, streams, 0.3, busy)  # warm up imports, pools, caches
+        print(
+            f"{'target/s':>10} {'achieved/s':>11} {'p50 err ms':>11} {'p99 err ms':>11} {'max err ms':>11} "
+            f"{'srv late p99':>13} {'ok':>3}"
+        )
+        for rate in rates:
+            row = run_rate(srv.base_url, rate, streams, seconds, busy)
+            row["sustained"] = (
+                row["failed"] == 0 and row["achieved"] >= 0.95 * rate and row["p99_error_ms"] < ERROR_LIMIT_MS
+            )
+            rows.append(row)
+            ok = "yes" if row["sustained"] else "no"
+            print(
+                f"{rate:>10,.0f} {row['achieved']:>11,.0f} {row['p50_error_ms']:>11.3f} "
+                f"{row['p99_error_ms']:>11.3f} {row['max_error_ms']:>11.3f} "
+                f"{row['server_late_p99_ms']:>13.3f} {ok:>3}",
+                flush=True,
+            )
+            if row["sustained"]:
+                best, best_err = row["achieved"], row["p99_error_ms"]
+            elif row["achieved"] < 0.5 * rate:
+                break  # far past saturation: higher targets only get worse
+    return rows, best, best_err
+
+
+def busbw_comparison(quick: bool) -> float | None:
+    try:
+        from bench_runner.collectives.overhead import measure_busbw_ratio
+    except ImportError:
+        print("bench_runner.collectives.overhead.measure_busbw_ratio is missing: busbw ratio not measured")
+        return None
+    # Unpin: the two ranks need both cores.
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    max_bytes = (4 << 20) if quick else (64 << 20)
+    res = measure_busbw_ratio(world_size=2, min_bytes=1 << 16, max_bytes=max_bytes)
+    print()
+    print(f"{'size (B)':>12} {'harness GB/s':>13} {'bare GB/s':>10} {'ratio':>7}")
+    for row in res["rows"]:
+        size, harness, bare = row["size"], row["harness_busbw"], row["bare_busbw"]
+        print(f"{size:>12,} {harness:>13.3f} {bare:>10.3f} {row['ratio']:>7.3f}")
+    value = res.get("busbw_ratio_min_1mb")
+    return None if value is None else float(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="short run (about 1 s per rate, small all-reduce sizes)"
+    )
+    parser.add_argument(
+        "--no-busy-poll",
+        action="store_true",
+        help="let the client sleep in epoll between events (the default loop of a suite)",
+    )
+    parser.add_argument("--skip-collectives", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"client overhead: scripted SSE server vs load generator (busy poll: {not args.no_busy_poll})")
+    _, best, best_err = chunk_rate_sweep(args.quick, busy=not args.no_busy_poll)
+    print(f"highest sustained: {best:,.0f} chunks/s per core (target >= {TARGET_CHUNKS_PER_S:,})")
+    ratio = None if args.skip_collectives else busbw_comparison(args.quick)
+    print(
+        json.dumps(
+            {
+                "chunks_per_s_per_core": round(best, 1),
+                "timing_error_p99_ms": best_err,
+                "busbw_ratio_min_1mb": ratio,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
