@@ -10,7 +10,9 @@ from sqlalchemy import func, select, text
 
 from bench_server import __version__
 from bench_server.catalog.router import router as catalog_router
+from bench_server.github.router import router as github_router
 from bench_server.history.router import router as history_router
+from bench_server.jobs.router import router as jobs_router
 from bench_server.kit.body_limit import BodySizeLimit
 from bench_server.kit.db import Database
 from bench_server.kit.deps import AppDatabase
@@ -18,11 +20,13 @@ from bench_server.kit.errors import install_error_handlers
 from bench_server.kit.settings import Settings, get_settings
 from bench_server.models import Job, Runner
 from bench_server.results.router import router as results_router
+from bench_server.runners.router import router as runners_router
 
 API_PREFIX = "/api/v1"
 
 # Domain routers mounted under /api/v1. Later domains append themselves here.
 DOMAIN_ROUTERS: list[APIRouter] = [results_router, history_router, catalog_router]
+DOMAIN_ROUTERS += [jobs_router, runners_router, github_router]
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:

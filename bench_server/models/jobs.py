@@ -15,7 +15,7 @@ ACTIVE_JOB_STATES = ("queued", "claimed", "running")
 HELD_JOB_STATES = ("claimed", "running")
 FINAL_JOB_STATES = ("succeeded", "failed", "cancelled", "timed_out")
 # At most one active, unforced job per commit x suite x hardware class (the fan-out's DB guard).
-_ACTIVE_UNFORCED = text("state IN ('queued', 'claimed', 'running') AND forced = false")
+ACTIVE_UNFORCED = text("state IN ('queued', 'claimed', 'running') AND forced = false")
 TOKEN_SCOPES = ("runner", "ci", "admin", "register")
 
 
@@ -77,8 +77,8 @@ class Job(IdMixin, CreatedMixin, Base):
             "uq_jobs_active_identity",
             "project_id", "commit_id", "suite", "hardware_class_id",
             unique=True,
-            postgresql_where=_ACTIVE_UNFORCED,
-            sqlite_where=_ACTIVE_UNFORCED,
+            postgresql_where=ACTIVE_UNFORCED,
+            sqlite_where=ACTIVE_UNFORCED,
         ),
     )
 

@@ -1,0 +1,66 @@
+"""`POST /api/v1/github/webhook`: the signature is checked on the raw bytes before anything is
+parsed or stored; deliveries are de-duplicated by `X-GitHub-Delivery`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from bench_server.github.service import handle_event
+from bench_server.github.signature import verify
+from bench_server.jobs.deps import Tasks
+from bench_server.kit.errors import AppError, Unauthorized
+
+router = APIRouter(tags=["github"])
+
+HANDLED_EVENTS = ("push", "pull_request")
+
+
+@router.post(
+    "/github/webhook",
+    responses={
+        200: {"description": "ping answered, or a delivery already handled"},
+        202: {"description": "accepted: a run was queued, or the event is ignored"},
+        401: {"description": "missing or wrong X-Hub-Signature-256"},
+    },
+)
+async def github_webhook(request: Request, ctx: Tasks) -> Any:
+    body = await request.body()
+    if not verify(ctx.settings.github_webhook_secret, body, request.headers.get("x-hub-signature-256")):
+        raise Unauthorized("X-Hub-Signature-256 is missing or does not match the body")
+    event = request.headers.get("x-github-event", "")
+    delivery = request.headers.get("x-github-delivery", "").strip()
+    if event == "ping":
+        return JSONResponse({"status": "pong", "event": "ping"}, status_code=200)
+    if event not in HANDLED_EVENTS:
+        return JSONResponse(
+            {"status": "ignored", "event": event, "detail": "event not handled"}, status_code=202
+        )
+    if not delivery or len(delivery) > 100:
+        raise AppError("X-GitHub-Delivery header is required", code="bad_request")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AppError(f"body is not JSON: {exc}", code="bad_request") from exc
+    if not isinstance(payload, dict):
+        raise AppError("body is not a JSON object", code="bad_request")
+
+    def handle() -> Any:
+        with ctx.db.transaction() as session:
+            return handle_event(session, ctx, event, delivery, payload)
+
+    outcome = await run_in_threadpool(handle)
+    return JSONResponse(
+        {
+            "status": outcome.status,
+            "event": event,
+            "delivery": delivery,
+            "run_id": outcome.run_id,
+            "detail": outcome.detail,
+        },
+        status_code=200 if outcome.status == "duplicate" else 202,
+    )

@@ -1,0 +1,1 @@
+"""Runs (triggers), jobs, their dispatch to runners and the lease reaper."""

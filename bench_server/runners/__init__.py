@@ -1,0 +1,1 @@
+"""Runner registration, heartbeats, listing and the offline sweep."""

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
+    hardware_class: str = Field(min_length=1, max_length=200)
+    labels: list[str] = Field(default_factory=list, max_length=50)
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    hostname: str | None = Field(default=None, max_length=200)
+
+
+class RegisterOut(BaseModel):
+    runner_id: int
+    token: str
+    hardware_class: str
+
+
+class HeartbeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_job_id: int | None = None
+
+
+class HeartbeatOut(BaseModel):
+    status: str
