@@ -99,7 +99,8 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
     current: dict[str, Any] | None = None
     for row in rows:
         if current is None or current["commit"] != row[0]:
-            current = {"commit": row[0], "order": row[1], "committed_at": row[2], "values": []}
+            committed_at = row[2].isoformat() if row[2] is not None else None
+            current = {"commit": row[0], "order": row[1], "committed_at": committed_at, "values": []}
             if with_samples:
                 current["samples"] = []
             points.append(current)
