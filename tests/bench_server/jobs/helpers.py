@@ -165,14 +165,11 @@ class Recorder:
         self._lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with recorder._lock:
                     action: int | str = recorder.script.pop(0) if recorder.script else recorder.default
-                if action == "hang":
-                    time.sleep(recorder.hang_s)
-                    action = 504
-                code = int(action)
+                code = 504 if action == "hang" else int(action)
                 with recorder._lock:
                     recorder.requests.append(
                         Recorded(
@@ -183,6 +180,8 @@ class Recorder:
                             code,
                         )
                     )
+                if action == "hang":  # recorded on arrival; the client times out meanwhile
+                    time.sleep(recorder.hang_s)
                 payload = json.dumps({"ok": code < 400}).encode()
                 try:
                     self.send_response(code)

@@ -105,7 +105,7 @@ def test_fan_out_one_job_per_suite_and_class_with_runners(api: Api) -> None:
         for j in api.client.get(f"/api/v1/runs/{run2['run_id']}").json()["jobs"]
     ] == [("serving", "cpu-x86_64")]
     # running the fan-out again (a redelivered task) creates nothing
-    assert service.fan_out  # noqa: B018
+    assert service.fan_out
     from bench_server.jobs.tasks import fan_out
 
     assert fan_out(ctx_of(api), run["run_id"]) == []
