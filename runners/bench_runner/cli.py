@@ -14,6 +14,8 @@ import sys
 SUBCOMMAND_MODULES: list[str] = [
     "bench_runner.serving.cli",
     "bench_runner.localgen",
+    "bench_runner.detect",
+    "bench_runner.agent",
     "bench_runner.collectives.cli",
     "bench_runner.importers.cli",
 ]

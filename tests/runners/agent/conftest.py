@@ -45,6 +45,14 @@ BENCH_SCRIPT = textwrap.dedent(
         open(out, "w").write("{not json")
     elif mode == "baddirection":
         json.dump({"results": [{"metric": "x", "value": 1, "unit": "s", "direction": "up"}]}, open(out, "w"))
+    elif mode == "size":
+        size = os.path.getsize(sys.argv[2]) if os.path.exists(sys.argv[2]) else 0
+        json.dump({"results": [{"metric": "size", "value": size, "unit": "B", "direction": "lower"}]},
+                  open(out, "w"))
+    elif mode == "port":
+        port = int(os.environ["BENCH_ENGINE_PORT"])
+        json.dump({"results": [{"metric": "port", "value": port, "unit": "", "direction": "higher"}]},
+                  open(out, "w"))
     elif mode == "engine":
         import urllib.request
         body = urllib.request.urlopen(os.environ["BENCH_ENGINE_URL"] + "/", timeout=5).read()
@@ -74,8 +82,9 @@ class Repo:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    ).stdout.strip()
 
 
 @pytest.fixture

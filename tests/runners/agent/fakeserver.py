@@ -37,10 +37,10 @@ class State:
 
     tokens: set[str] = field(default_factory=lambda: {"runner-token"})
     registration_token: str = "reg-token"
-    unavailable: int = 0                      # answer this many requests with 503 first
+    unavailable: int = 0  # answer this many requests with 503 first
     unavailable_paths: tuple[str, ...] = ("/api/v1/results",)
     reject: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (status, error)
-    stored: dict[str, Any] = field(default_factory=dict)              # key -> body
+    stored: dict[str, Any] = field(default_factory=dict)  # key -> body
     stored_order: list[str] = field(default_factory=list)
     jobs: deque[dict[str, Any]] = field(default_factory=deque)
     lease_conflict: set[int] = field(default_factory=set)
@@ -132,16 +132,30 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                     return
                 if key in state.stored:
                     if state.stored[key] == payload:
-                        self._send(200, {"batch_id": state.stored_order.index(key) + 1, "duplicate": True,
-                                         "results": 0, "failures": 0})
+                        self._send(
+                            200,
+                            {
+                                "batch_id": state.stored_order.index(key) + 1,
+                                "duplicate": True,
+                                "results": 0,
+                                "failures": 0,
+                            },
+                        )
                     else:
                         self._error(409, "idempotency_conflict", "same key, different body")
                     return
                 state.stored[key] = payload
                 state.stored_order.append(key)
                 batch_id = len(state.stored_order)
-            self._send(201, {"batch_id": batch_id, "duplicate": False, "results": len(payload.get("results", [])),
-                             "failures": len(payload.get("failures", []))})
+            self._send(
+                201,
+                {
+                    "batch_id": batch_id,
+                    "duplicate": False,
+                    "results": len(payload.get("results", [])),
+                    "failures": len(payload.get("failures", [])),
+                },
+            )
 
         def _claim(self, wait: float) -> None:
             deadline = time.monotonic() + min(wait, state.claim_wait_cap)
@@ -211,7 +225,9 @@ class FakeServer:
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

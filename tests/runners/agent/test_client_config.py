@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from bench_runner.client import (
     AuthError,
     BenchClient,
@@ -43,7 +42,10 @@ def test_connection_refused_raises_server_unavailable() -> None:
     srv = FakeServer().start()
     url = srv.url
     srv.stop()
-    with BenchClient(url, "t", retries=2, backoff=0.01) as c, pytest.raises(ServerUnavailable, match="3 attempts"):
+    with (
+        BenchClient(url, "t", retries=2, backoff=0.01) as c,
+        pytest.raises(ServerUnavailable, match="3 attempts"),
+    ):
         c.post_results({"idempotency_key": "k"})
 
 
@@ -67,13 +69,25 @@ def test_4xx_raise_typed_errors_with_body(server: FakeServer) -> None:
 
 
 def test_claim_job_or_nothing(server: FakeServer) -> None:
-    job = {"id": 42, "project": {"slug": "demo", "clone_url": "/x", "default_branch": "main"},
-           "commit": {"sha": "a" * 40, "branch": "main"}, "suite": "smoke", "hardware_class": "cpu-x86_64",
-           "attempt": 2, "lease_expires_at": "2030-01-01T00:00:00Z", "lease_seconds": 90}
+    job = {
+        "id": 42,
+        "project": {"slug": "demo", "clone_url": "/x", "default_branch": "main"},
+        "commit": {"sha": "a" * 40, "branch": "main"},
+        "suite": "smoke",
+        "hardware_class": "cpu-x86_64",
+        "attempt": 2,
+        "lease_expires_at": "2030-01-01T00:00:00Z",
+        "lease_seconds": 90,
+    }
     server.state.jobs.append(job)
     with BenchClient(server.url, "runner-token") as c:
         got = c.claim(wait=1)
-        assert got is not None and (got.id, got.sha, got.attempt, got.lease_seconds) == (42, "a" * 40, 2, 90.0)
+        assert got is not None and (got.id, got.sha, got.attempt, got.lease_seconds) == (
+            42,
+            "a" * 40,
+            2,
+            90.0,
+        )
         assert c.claim(wait=1) is None  # 204 after the wait
     assert server.state.seen("POST", "/api/v1/jobs/claim")[0].query["wait"] == ["1"]
 
@@ -93,8 +107,14 @@ def test_log_upload_is_tail_capped(server: FakeServer) -> None:
 
 
 def _config() -> RunnerConfig:
-    return RunnerConfig(server_url="https://b.example.org", token="s3cret-token", name="cpu-1",
-                        hardware_class="cpu-x86_64", runner_id=7, labels=["cpu", "demo"])
+    return RunnerConfig(
+        server_url="https://b.example.org",
+        token="s3cret-token",
+        name="cpu-1",
+        hardware_class="cpu-x86_64",
+        runner_id=7,
+        labels=["cpu", "demo"],
+    )
 
 
 @pytest.mark.parametrize("filename", ["config.toml", "config.json"])
@@ -131,7 +151,10 @@ def test_config_location_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ("text", "message"),
     [
         ('server_url = "x"\ntoken = "t"\nname = "n"\n', "hardware_class: required"),
-        ('server_url = "x"\ntoken = "t"\nname = "n"\nhardware_class = "c"\nlabels = "a"\n', "labels: must be"),
+        (
+            'server_url = "x"\ntoken = "t"\nname = "n"\nhardware_class = "c"\nlabels = "a"\n',
+            "labels: must be",
+        ),
         ('server_url = "x"\ntoken = "t"\nname = "n"\nhardware_class = "c"\ncolour = 1\n', "unknown field"),
         ("server_url = ", "not valid TOML"),
     ],

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bench_runner.client import BenchClient
 from bench_runner.spool import Spool
 
@@ -21,8 +20,17 @@ def batch(n: int, value: float = 1.0) -> dict[str, Any]:
         "project": "demo",
         "commit": {"sha": f"{n:040x}"},
         "machine": {"hardware_class": "cpu-x86_64", "fingerprint": {"arch": "x86_64"}},
-        "results": [{"suite": "s", "benchmark": "b", "metric": "m", "unit": "s", "direction": "lower",
-                     "value": value, "params": {}}],
+        "results": [
+            {
+                "suite": "s",
+                "benchmark": "b",
+                "metric": "m",
+                "unit": "s",
+                "direction": "lower",
+                "value": value,
+                "params": {},
+            }
+        ],
         "failures": [],
     }
 
@@ -45,7 +53,11 @@ def test_outage_then_ordered_exactly_once_delivery(tmp_path: Path) -> None:
         for n in (1, 2, 3):
             report = spool.submit(c, batch(n))
             assert report.remaining == n and report.delivered == [] and report.error
-    assert [p.name for p in spool.pending()] == ["000000000001.json", "000000000002.json", "000000000003.json"]
+    assert [p.name for p in spool.pending()] == [
+        "000000000001.json",
+        "000000000002.json",
+        "000000000003.json",
+    ]
     assert json.loads(spool.pending()[1].read_text())["idempotency_key"] == "runner-7/job-2/attempt-1"
 
     # the server comes back on the same port, answers 503 once, then works
@@ -93,8 +105,9 @@ def test_duplicate_after_lost_answer_is_deleted_not_stored_twice(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("status", "error"), [(409, "idempotency_conflict"), (422, "validation_error")])
-def test_rejected_batches_move_aside_and_delivery_goes_on(tmp_path: Path, server: FakeServer, status: int,
-                                                          error: str) -> None:
+def test_rejected_batches_move_aside_and_delivery_goes_on(
+    tmp_path: Path, server: FakeServer, status: int, error: str
+) -> None:
     bad = batch(1)
     server.state.reject[bad["idempotency_key"]] = (status, error)
     spool = Spool(tmp_path / "spool")

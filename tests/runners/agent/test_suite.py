@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bench_runner import suite as suite_mod
 from bench_runner.records import FailureRecord, ResultRecord
 from bench_runner.suite import (
@@ -43,7 +42,11 @@ def suite_from(text: str, tmp_path: Path, name: str = "suite.toml") -> Any:
 VALID = {
     "name": "smoke",
     "build": {"commands": ["true"]},
-    "engine": {"command": "serve --port {port}", "port": 8080, "health_url": "http://127.0.0.1:{port}/health"},
+    "engine": {
+        "command": "serve --port {port}",
+        "port": 8080,
+        "health_url": "http://127.0.0.1:{port}/health",
+    },
     "benchmark": [{"name": "a", "kind": "command", "command": "run", "timeout": 5, "params": {"isl": 128}}],
 }
 
@@ -166,8 +169,12 @@ def test_results_crash_timeout_and_the_rest_still_run(tmp_path: Path, git_repo: 
     out = run_suite(s, tmp_path / "work", sha, repo_url=git_repo.url, log=lines.append)
 
     by_bench = {(r.benchmark, r.metric): r for r in out.results}
-    assert set(by_bench) == {("gen", "tokens_per_s"), ("gen", "ttft_ms"), ("after", "tokens_per_s"),
-                             ("after", "ttft_ms")}
+    assert set(by_bench) == {
+        ("gen", "tokens_per_s"),
+        ("gen", "ttft_ms"),
+        ("after", "tokens_per_s"),
+        ("after", "ttft_ms"),
+    }
     gen = by_bench[("gen", "tokens_per_s")]
     assert (gen.value, gen.unit, gen.direction, gen.suite) == (42.5, "tok/s", "higher", "smoke")
     assert gen.params == {"isl": 128, "osl": 64} and gen.samples == [41.5, 43.5]
@@ -250,14 +257,15 @@ def test_checkout_cache_is_reused_and_fetches_new_commits(tmp_path: Path, git_re
         [[benchmark]]
         name = "head"
         kind = "command"
-        command = "{PY} -c \\"import json,os,subprocess; json.dump({{'results': [{{'metric': 'n', 'value': len(open('bench.py').read()), 'unit': 'B', 'direction': 'lower'}}]}}, open(os.environ['BENCH_RESULTS_FILE'], 'w'))\\""
+        command = "{PY} bench.py size data.txt"
         """,
         tmp_path,
     )
     work = tmp_path / "work"
     assert run_suite(s, work, git_repo.shas[0], repo_url=git_repo.url).ok
-    (git_repo.path / "bench.py").write_text("# shorter\n")
-    git(git_repo.path, "commit", "-q", "-am", "third")
+    (git_repo.path / "data.txt").write_text("# shorter\n")
+    git(git_repo.path, "add", "data.txt")
+    git(git_repo.path, "commit", "-q", "-m", "third")
     third = git(git_repo.path, "rev-parse", "HEAD")
     out = run_suite(s, work, third, repo_url=git_repo.url)
     assert out.ok, out.log
@@ -275,8 +283,9 @@ def test_checkout_cache_is_reused_and_fetches_new_commits(tmp_path: Path, git_re
         ("oom", "oom", "exited with code 1"),
     ],
 )
-def test_bad_results_are_classified(tmp_path: Path, git_repo: Repo, mode: str, failure_class: str,
-                                    message: str) -> None:
+def test_bad_results_are_classified(
+    tmp_path: Path, git_repo: Repo, mode: str, failure_class: str, message: str
+) -> None:
     s = suite_from(
         f"""
         name = "smoke"
@@ -334,8 +343,10 @@ def test_engine_that_dies_is_an_engine_start_failure(tmp_path: Path, git_repo: R
         tmp_path,
     )
     out = run_suite(s, tmp_path / "work", git_repo.shas[0], repo_url=git_repo.url)
-    assert [(f.benchmark, f.failure_class) for f in out.failures] == [("one", "engine_start"),
-                                                                      ("two", "engine_start")]
+    assert [(f.benchmark, f.failure_class) for f in out.failures] == [
+        ("one", "engine_start"),
+        ("two", "engine_start"),
+    ]
     assert "exited with code 2" in out.failures[0].message
     assert "model file not found" in (out.failures[0].log_excerpt or "")
 
@@ -359,11 +370,13 @@ def test_engine_seam_accepts_another_lifecycle(tmp_path: Path, git_repo: Repo) -
         [[benchmark]]
         name = "env"
         kind = "command"
-        command = "{PY} -c \\"import json,os; json.dump({{'results': [{{'metric': 'port', 'value': int(os.environ['BENCH_ENGINE_PORT']), 'unit': '', 'direction': 'higher'}}]}}, open(os.environ['BENCH_RESULTS_FILE'], 'w'))\\""
+        command = "{PY} bench.py port"
         """,
         tmp_path,
     )
-    out = run_suite(s, tmp_path / "work", git_repo.shas[0], repo_url=git_repo.url, engine_starter=fake_starter)
+    out = run_suite(
+        s, tmp_path / "work", git_repo.shas[0], repo_url=git_repo.url, engine_starter=fake_starter
+    )
     assert out.ok, out.log
     assert out.results[0].value == 9
     assert calls[0].startswith("start whatever") and calls[1] == "stop"
@@ -417,14 +430,18 @@ def test_registered_kind_runs_with_context(tmp_path: Path, git_repo: Repo) -> No
         ("good", "bus_bw_gbps", 12.5, {"size": 1024})
     ]
     assert [(f.benchmark, f.failure_class) for f in out.failures] == [
-        ("wrong", "wrong_result"), ("explodes", "crash"), ("oom", "oom")]
+        ("wrong", "wrong_result"),
+        ("explodes", "crash"),
+        ("oom", "oom"),
+    ]
     assert "RuntimeError: kaboom" in out.failures[1].message
     assert "Traceback" in (out.failures[1].log_excerpt or "")
     assert seen["sha"] == git_repo.shas[0] and (seen["checkout"] / "bench.py").exists()
 
 
-def test_lazy_kind_module_and_unavailable_kind(tmp_path: Path, git_repo: Repo,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lazy_kind_module_and_unavailable_kind(
+    tmp_path: Path, git_repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(suite_mod.KIND_MODULES, "lazy-kind", "tests.runners.agent.lazy_kind_plugin")
     monkeypatch.setitem(suite_mod.KIND_MODULES, "missing-kind", "bench_runner.no_such_module_here")
     monkeypatch.delitem(suite_mod.BENCHMARK_KINDS, "lazy-kind", raising=False)
@@ -467,7 +484,12 @@ def test_cancel_stops_the_running_benchmark(tmp_path: Path, git_repo: Repo) -> N
         tmp_path,
     )
     cancel = threading.Event()
-    threading.Thread(target=lambda: (_wait_file(pidfile), cancel.set()), daemon=True).start()
+
+    def cancel_when_running() -> None:
+        _wait_file(pidfile)
+        cancel.set()
+
+    threading.Thread(target=cancel_when_running, daemon=True).start()
     started = time.monotonic()
     out = run_suite(s, tmp_path / "work", git_repo.shas[0], repo_url=git_repo.url, cancel=cancel)
     assert time.monotonic() - started < 30

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bench_runner.cli import main
 from bench_runner.detect import (
     RawSources,
@@ -23,9 +22,10 @@ from bench_runner.detect import (
     gpu_class,
     hardware_class,
     load_cluster,
+    parsers,
+    sources,
     stable_fingerprint,
 )
-from bench_runner.detect import parsers, sources
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -53,8 +53,12 @@ def test_x86_cpu_box() -> None:
         "isa": ["avx2"],
     }
     assert fp["memory"]["total_gib"] == 31  # 32871916 kB
-    assert fp["os"] == {"system": "Linux", "kernel": "6.1.0-26-cloud-amd64", "name": "Debian GNU/Linux",
-                        "version": "12"}
+    assert fp["os"] == {
+        "system": "Linux",
+        "kernel": "6.1.0-26-cloud-amd64",
+        "name": "Debian GNU/Linux",
+        "version": "12",
+    }
     assert "gpu" not in fp and "interconnect" not in fp
     assert fp["software"] == {"llama-cpp-python": "0.3.16", "torch": "2.8.0"}
 
@@ -113,7 +117,9 @@ def test_mac_studio_m3_ultra() -> None:
 
 
 def test_all_fixture_hashes_differ() -> None:
-    hashes = {fingerprint_hash(fp_of(n)) for n in ("x86-cpu", "dgx-spark", "h100-sxm-8x", "mac-studio-m3-ultra")}
+    hashes = {
+        fingerprint_hash(fp_of(n)) for n in ("x86-cpu", "dgx-spark", "h100-sxm-8x", "mac-studio-m3-ultra")
+    }
     assert len(hashes) == 4
 
 
@@ -161,7 +167,12 @@ def test_nvidia_smi_csv_not_available_memory() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("enabled\n", True), ("RDMA over Thunderbolt: disabled\n", False), ("", None), ("usage: rdma_ctl", None)],
+    [
+        ("enabled\n", True),
+        ("RDMA over Thunderbolt: disabled\n", False),
+        ("", None),
+        ("usage: rdma_ctl", None),
+    ],
 )
 def test_rdma_ctl(text: str, expected: bool | None) -> None:
     assert parsers.parse_rdma_ctl(text) is expected
@@ -308,8 +319,10 @@ def test_cluster_fingerprint_independent_of_order() -> None:
     assert one["hardware_class"] == "2x mac-studio-m3-ultra + 1x dgx-spark"
     assert hardware_class(one) == one["hardware_class"]
     assert one["size"] == 3
-    swapped_links = [{"a": link["b"], "b": link["a"], "kind": link["kind"], "gbps": link["gbps"]}
-                     for link in reversed(LINKS)]
+    swapped_links = [
+        {"a": link["b"], "b": link["a"], "kind": link["kind"], "gbps": link["gbps"]}
+        for link in reversed(LINKS)
+    ]
     two = cluster_fingerprint(list(reversed(members)), swapped_links)
     assert fingerprint_hash(one) == fingerprint_hash(two)
     assert fingerprint_hash(cluster_fingerprint(members, LINKS[:1])) != fingerprint_hash(one)
