@@ -486,7 +486,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
         if args.spool_dir
         else (config.resolved_spool_dir() if config else default_state_dir() / "spool")
     )
-    with BenchClient(server, token) as client:
+    with BenchClient(server, token, retries=args.retries) as client:
         report = Spool(spool_dir, log=stderr_log).submit(client, payload)
     key = payload["idempotency_key"]
     if key in report.rejected:
@@ -565,6 +565,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="runner config file to take defaults from")
     p.add_argument("--dry-run", action="store_true", help="print the results payload instead of posting it")
     p.add_argument("--strict", action="store_true", help="exit 1 if any benchmark failed")
+    p.add_argument("--retries", type=int, default=4, help="retries on connection errors and 5xx (default 4)")
     p.set_defaults(func=_cmd_execute)
 
     p = subparsers.add_parser("flush", help="deliver spooled results batches now")

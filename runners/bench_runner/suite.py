@@ -378,7 +378,8 @@ BENCHMARK_KINDS: dict[str, BenchmarkKind] = {}
 # kind name -> validator of a BenchmarkSpec (raise ValueError naming the field)
 KIND_VALIDATORS: dict[str, Callable[[BenchmarkSpec], None]] = {}
 # kinds provided by other modules of this package, imported the first time a suite needs them;
-# the module registers itself with `register_kind(...)` at import, or exposes `run_benchmark(ctx)`.
+# the module registers itself with `register_kind(...)` at import, or exposes
+# `run_suite_benchmark(ctx: BenchmarkContext) -> Iterable[ResultRecord | FailureRecord]`.
 KIND_MODULES: dict[str, str] = {
     "serving": "bench_runner.serving",
     "collectives": "bench_runner.collectives",
@@ -414,10 +415,10 @@ def resolve_kind(name: str) -> BenchmarkKind:
     if name in KIND_MODULES:
         module = importlib.import_module(KIND_MODULES[name])
         if name not in BENCHMARK_KINDS:
-            runner = getattr(module, "run_benchmark", None)
+            runner = getattr(module, "run_suite_benchmark", None)
             if not callable(runner):
                 raise ImportError(
-                    f"{KIND_MODULES[name]} neither registers kind {name!r} nor has run_benchmark()"
+                    f"{KIND_MODULES[name]} neither registers kind {name!r} nor has run_suite_benchmark()"
                 )
             register_kind(name, runner)
         return BENCHMARK_KINDS[name]
@@ -683,7 +684,15 @@ def commit_info(repo: Path, sha: str) -> dict[str, Any]:
 
 
 class EngineStartError(Exception):
-    pass
+    """The engine did not become ready; `failure_class` is engine_start (or oom)."""
+
+    def __init__(
+        self, message: str, log_excerpt: str | None = None, failure_class: str = "engine_start"
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.log_excerpt = log_excerpt
+        self.failure_class = failure_class
 
 
 EngineStarter = Callable[
@@ -741,15 +750,18 @@ def start_engine(
         while True:
             if proc.poll() is not None:
                 reader.join(timeout=2)
+                excerpt = _tail_text(tail)
                 raise EngineStartError(
-                    f"engine exited with code {proc.returncode} before it was ready\n" + _tail_text(tail)
+                    f"engine exited with code {proc.returncode} before it was ready",
+                    excerpt,
+                    "oom" if _OOM_RE.search(excerpt) else "engine_start",
                 )
             if _ready(health, port):
                 break
             if time.monotonic() >= deadline:
                 raise EngineStartError(
-                    f"engine not ready after {spec.start_timeout:.0f} s "
-                    f"({health or f'port {port}'})\n" + _tail_text(tail)
+                    f"engine not ready after {spec.start_timeout:.0f} s ({health or f'port {port}'})",
+                    _tail_text(tail),
                 )
             time.sleep(0.2)
         log(f"engine ready on port {port}")
@@ -758,6 +770,59 @@ def start_engine(
         _kill_group(proc, spec.stop_timeout)
         reader.join(timeout=5)
         log(f"engine stopped (exit code {proc.returncode})")
+
+
+@contextlib.contextmanager
+def lifecycle_engine(
+    spec: EngineSpec, cwd: Path, env: Mapping[str, str], log: LogFn, values: Mapping[str, Any]
+) -> Iterator[EngineHandle]:
+    """The engine through `bench_runner.engine.EngineProcess` (start, health wait, group stop,
+    OOM classification). Needs a health URL; without one, `start_engine` waits for the port."""
+    from .engine import EngineFailure, EngineProcess
+
+    if spec.health_url is None:
+        with start_engine(spec, cwd, env, log, values) as handle:
+            yield handle
+        return
+    port = spec.port or free_port()
+    vals = {**values, "port": port}
+    scratch = Path(str(values.get("scratch") or tempfile.gettempdir()))
+    argv = _argv(spec.command, vals)
+    log(f"starting engine: {' '.join(argv)}")
+    engine = EngineProcess(
+        argv,
+        health_url=substitute(spec.health_url, vals),
+        log_path=scratch / "engine.log",
+        env={**env, **spec.env, "PORT": str(port)},
+        cwd=cwd,
+        startup_timeout=spec.start_timeout,
+        stop_grace=spec.stop_timeout,
+    )
+    try:
+        engine.start()
+        took = engine.wait_healthy()
+    except EngineFailure as exc:
+        engine.stop()
+        # a health URL that never answers is an engine_start failure (the contract's example)
+        cls = "engine_start" if exc.failure_class == "timeout" else exc.failure_class
+        raise EngineStartError(exc.message, exc.log_excerpt, cls) from exc
+    log(f"engine ready on port {port} after {took:.1f} s")
+    try:
+        yield EngineHandle(base_url=f"http://127.0.0.1:{port}", port=port, process=engine.proc)
+    finally:
+        result = engine.stop()
+        for line in engine.log_tail(16 * 1024).splitlines()[-100:]:
+            log("  engine| " + line)
+        log(f"engine stopped (exit code {result.returncode})")
+
+
+def default_engine_starter() -> EngineStarter:
+    """`bench_runner.engine`'s lifecycle when it is importable, else the minimal one here."""
+    try:
+        importlib.import_module("bench_runner.engine")
+    except ImportError:
+        return start_engine
+    return lifecycle_engine
 
 
 # --------------------------------------------------------------------------------------
@@ -945,7 +1010,7 @@ def run_suite(
     workdir.mkdir(parents=True, exist_ok=True)
     runlog = RunLog(echo=log)
     cancel = cancel or threading.Event()
-    starter: EngineStarter = engine_starter or start_engine
+    starter: EngineStarter = engine_starter or default_engine_starter()
     outcome = SuiteOutcome(suite=suite.name)
 
     def fail_all(
@@ -1044,11 +1109,10 @@ def run_suite(
                     suite, outcome, tree, sha, scratch, base_env, runlog, cancel, engine, fail_all
                 )
         except EngineStartError as exc:
-            message, _, excerpt = str(exc).partition("\n")
-            runlog(f"engine failed to start: {message}")
+            runlog(f"engine failed to start ({exc.failure_class}): {exc.message}")
             done = {r.benchmark for r in outcome.results} | {f.benchmark for f in outcome.failures}
             pending = [s for s in suite.benchmarks if s.name not in done]
-            fail_all("engine_start", message, excerpt or None, pending)
+            fail_all(exc.failure_class, exc.message, exc.log_excerpt, pending)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return finish()

@@ -385,6 +385,9 @@ def test_execute_spools_when_server_is_down(git_repo: Repo, tmp_path: Path) -> N
     url = srv.url
     srv.stop()
     suite = write_suites(tmp_path, sleep_s=0) / "smoke.toml"
-    assert main([*execute_args(suite, git_repo, tmp_path), "--server", url, "--token", "t"]) == 3
+    assert (
+        main([*execute_args(suite, git_repo, tmp_path), "--server", url, "--token", "t", "--retries", "0"])
+        == 3
+    )
     assert len(list((tmp_path / "spool").glob("*.json"))) == 1
     assert main([*execute_args(suite, git_repo, tmp_path)]) == 2  # no server/token at all

@@ -351,6 +351,39 @@ def test_engine_that_dies_is_an_engine_start_failure(tmp_path: Path, git_repo: R
     assert "model file not found" in (out.failures[0].log_excerpt or "")
 
 
+@pytest.mark.parametrize(
+    ("command", "failure_class", "message"),
+    [
+        ("sleep 30", "engine_start", "not ready after 1 s"),
+        ("echo 'ggml: failed to allocate buffer: out of memory'; exit 1", "oom", "before it was healthy"),
+    ],
+)
+def test_engine_not_healthy_is_classified(
+    tmp_path: Path, git_repo: Repo, command: str, failure_class: str, message: str
+) -> None:
+    s = suite_from(
+        f"""
+        name = "unhealthy"
+        [engine]
+        command = "{command}"
+        health_url = "http://127.0.0.1:{{port}}/health"
+        start_timeout = 1
+        stop_timeout = 2
+        [[benchmark]]
+        name = "one"
+        kind = "command"
+        command = "{PY} bench.py ok"
+        """,
+        tmp_path,
+    )
+    started = time.monotonic()
+    out = run_suite(s, tmp_path / "work", git_repo.shas[0], repo_url=git_repo.url)
+    assert time.monotonic() - started < 15
+    assert [(f.benchmark, f.failure_class) for f in out.failures] == [("one", failure_class)]
+    assert message in out.failures[0].message
+    assert out.results == []
+
+
 def test_engine_seam_accepts_another_lifecycle(tmp_path: Path, git_repo: Repo) -> None:
     import contextlib
 
