@@ -12,6 +12,7 @@ from bench_server import __version__
 from bench_server.catalog.router import router as catalog_router
 from bench_server.github.router import router as github_router
 from bench_server.history.router import router as history_router
+from bench_server.imports.router import router as imports_router
 from bench_server.jobs.router import router as jobs_router
 from bench_server.kit.body_limit import BodySizeLimit
 from bench_server.kit.db import Database
@@ -25,7 +26,7 @@ from bench_server.runners.router import router as runners_router
 API_PREFIX = "/api/v1"
 
 # Domain routers mounted under /api/v1. Later domains append themselves here.
-DOMAIN_ROUTERS: list[APIRouter] = [results_router, history_router, catalog_router]
+DOMAIN_ROUTERS: list[APIRouter] = [results_router, history_router, catalog_router, imports_router]
 DOMAIN_ROUTERS += [jobs_router, runners_router, github_router]
 
 
