@@ -7,9 +7,11 @@ runner works, and come up later on the same port.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import pytest
 from bench_runner.agent import Agent, build_payload
 from bench_runner.cli import main
 from bench_runner.client import BenchClient
-from bench_runner.config import load_config
+from bench_runner.config import RunnerConfig, load_config
 from bench_runner.records import FailureRecord, ResultRecord
 from bench_runner.spool import Spool
 from bench_runner.suite import free_port
@@ -176,14 +178,8 @@ def test_spooled_while_the_server_is_down_delivered_when_it_starts(
     assert len(failures) == 2 and {f["failure_class"] for f in failures} == {"crash"}
 
 
-def test_register_claim_run_post_finish_against_the_server(
-    api: Api, git_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    suites = tmp_path / "suites"
-    suites.mkdir()
-    (suites / "smoke.toml").write_text(
-        textwrap.dedent(f"""
+SUITES = {
+    "smoke": f"""
         name = "smoke"
         [build]
         commands = ["echo built > build.txt"]
@@ -196,62 +192,72 @@ def test_register_claim_run_post_finish_against_the_server(
         name = "crashes"
         kind = "command"
         command = "{PY} bench.py crash"
-    """)
-    )
+    """,
+    "long": f"""
+        name = "long"
+        [[benchmark]]
+        name = "sleeps"
+        kind = "command"
+        command = ["{PY}", "bench.py", "sleep", "__PIDFILE__"]
+        timeout = 120
+    """,
+}
+
+
+def setup_runner(api: Api, tmp_path: Path, suite: str, sha: str) -> tuple[RunnerConfig, Path, int]:
+    """Register a runner with `bench-runner register`, trigger a run of `suite`; the queued job id."""
+    suites = tmp_path / "suites"
+    suites.mkdir(exist_ok=True)
+    for name, text in SUITES.items():
+        text = text.replace("__PIDFILE__", str(tmp_path / "sleeper.pid"))
+        (suites / f"{name}.toml").write_text(textwrap.dedent(text))
     api.start()
     config_path = tmp_path / "config.toml"
-    assert (
-        main(
-            [
-                "register",
-                "--server",
-                api.url,
-                "--registration-token",
-                api.tokens["register"],
-                "--name",
-                "cpu-runner-1",
-                "--hardware-class",
-                "cpu-x86_64",
-                "--suites-dir",
-                str(suites),
-                "--config",
-                str(config_path),
-            ]
-        )
-        == 0
-    )
+    args = ["register", "--server", api.url, "--registration-token", api.tokens["register"], "--name"]
+    args += ["cpu-runner-1", "--hardware-class", "cpu-x86_64", "--suites-dir", str(suites)]
+    assert main([*args, "--work-dir", str(tmp_path / "work"), "--config", str(config_path)]) == 0
     config = load_config(config_path)
     assert config.runner_id is not None and config.token
 
-    sha = git_repo.shas[1]
-    resp = httpx.post(
-        f"{api.url}/api/v1/runs",
-        json={"project": "demo", "sha": sha, "branch": "main", "suites": ["smoke"]},
-        headers={"Authorization": f"Bearer {api.tokens['ci']}"},
-        timeout=10,
-    )
+    body = {"project": "demo", "sha": sha, "branch": "main", "suites": [suite]}
+    resp = httpx.post(f"{api.url}/api/v1/runs", json=body, headers=bearer(api.tokens["ci"]), timeout=10)
     assert resp.status_code == 202, resp.text
     deadline = time.monotonic() + 15
     while not (jobs := api.get("/jobs", state="queued")["items"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(jobs) == 1
-    job_id = jobs[0]["id"]
+    return config, config_path, int(jobs[0]["id"])
 
-    lines: list[str] = []
-    agent = Agent(
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def agent_for(config: RunnerConfig, tmp_path: Path, lines: list[str], **kw: Any) -> Agent:
+    return Agent(
         config.server_url,
         config.token,
         runner_id=config.runner_id,
         hardware_class=config.hardware_class,
         fingerprint={"kind": "machine", "arch": "x86_64"},
-        suites_dir=suites,
+        suites_dir=str(config.suites_dir),
         work_dir=tmp_path / "work",
         spool_dir=tmp_path / "spool",
         wait=2,
         heartbeat_interval=0.5,
         log=lines.append,
+        **kw,
     )
-    assert agent.run(max_jobs=1) == 0
+
+
+def test_register_claim_run_post_finish_against_the_server(
+    api: Api, git_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    sha = git_repo.shas[1]
+    config, _, job_id = setup_runner(api, tmp_path, "smoke", sha)
+    lines: list[str] = []
+    assert agent_for(config, tmp_path, lines).run(max_jobs=1) == 0
 
     job = api.get(f"/jobs/{job_id}")
     assert job["state"] == "failed", lines
@@ -265,3 +271,60 @@ def test_register_claim_run_post_finish_against_the_server(
     failures = api.get("/failures", project="demo", commit=sha)["items"]
     assert [(f["benchmark"], f["failure_class"]) for f in failures] == [("crashes", "crash")]
     assert list((tmp_path / "spool").glob("*.json")) == []
+
+
+def test_cancel_on_the_server_stops_the_running_job(
+    api: Api, git_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config, _, job_id = setup_runner(api, tmp_path, "long", git_repo.shas[1])
+    pidfile = tmp_path / "sleeper.pid"
+
+    def cancel_when_running() -> None:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        httpx.post(
+            f"{api.url}/api/v1/jobs/{job_id}/cancel",
+            json={"reason": "test"},
+            headers=bearer(api.tokens["admin"]),
+            timeout=10,
+        )
+
+    threading.Thread(target=cancel_when_running, daemon=True).start()
+    lines: list[str] = []
+    started = time.monotonic()
+    assert agent_for(config, tmp_path, lines, lease_interval=0.2).run(max_jobs=1) == 0
+    assert time.monotonic() - started < 60
+    assert pidfile.exists(), lines
+    assert any("lease lost or job cancelled" in line for line in lines), lines
+    assert api.get(f"/jobs/{job_id}")["state"] == "cancelled"
+    assert api.get("/results", project="demo")["items"] == []
+    assert api.get("/failures", project="demo")["items"] == []
+
+
+def test_sigterm_releases_the_job_back_to_the_queue(api: Api, git_repo: Repo, tmp_path: Path) -> None:
+    _, config_path, job_id = setup_runner(api, tmp_path, "long", git_repo.shas[1])
+    pidfile = tmp_path / "sleeper.pid"
+    env = {**os.environ, "BENCH_RUNNER_CONFIG": str(config_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.Popen(
+        [PY, "-m", "bench_runner.cli", "agent", "--grace", "1", "--wait", "1", "--heartbeat", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert pidfile.exists()
+        assert api.get(f"/jobs/{job_id}")["state"] == "running"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "released" in err
+    assert api.get(f"/jobs/{job_id}")["state"] == "queued"
+    assert api.get("/results", project="demo")["items"] == []
