@@ -63,6 +63,11 @@ def build_payload(
     """The body of `POST /api/v1/results` (docs/api-contract.md)."""
     if not 1 <= len(idempotency_key) <= 200:
         raise ValueError("idempotency_key must be 1..200 characters")
+    commit = dict(commit)
+    if isinstance(commit.get("message"), str):
+        commit["message"] = commit["message"][:10_000]
+    if isinstance(commit.get("author"), str):
+        commit["author"] = commit["author"][:200]
     machine: dict[str, Any] = {"hardware_class": hardware_class, "fingerprint": fingerprint}
     if hostname:
         machine["hostname"] = hostname

@@ -629,8 +629,9 @@ def checkout(
     repo_url: str | None, sha: str, cache_dir: Path, log: LogFn, *, source_dir: Path | None = None
 ) -> Path:
     """A working tree of the target at `sha`: the cached clone of `repo_url` under `cache_dir`
-    (cloned once, fetched when the commit is missing), or `source_dir` as it is when it is
-    already at `sha` (a CI workspace), else checked out there."""
+    (cloned once, fetched when the commit is missing; forced to a clean tree), or `source_dir`
+    as it is when it is already at `sha` (a CI workspace), else checked out there without
+    force or clean (git refuses rather than overwrite someone's local changes)."""
     if source_dir is not None:
         repo = source_dir.resolve()
         if not (repo / ".git").exists():
@@ -656,6 +657,9 @@ def checkout(
         _git(["fetch", "--tags", "--force", "origin"], repo, log)
         if not _has_commit(repo, sha, log):
             _git(["fetch", "origin", sha], repo, log)
+    if source_dir is not None:
+        _git(["checkout", "--detach", sha], repo, log)
+        return repo
     _git(["checkout", "--force", "--detach", sha], repo, log)
     _git(["clean", "-ffd"], repo, log)
     return repo

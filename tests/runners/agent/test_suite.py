@@ -553,3 +553,32 @@ def test_existing_checkout_is_used_in_place(tmp_path: Path, git_repo: Repo) -> N
     assert out.ok, out.log
     assert (git_repo.path / "build.txt").read_text().strip() == "ci"
     assert not (tmp_path / "work" / "repos").exists()
+
+
+def test_existing_checkout_at_another_commit_is_switched_not_clobbered(
+    tmp_path: Path, git_repo: Repo
+) -> None:
+    s = suite_from(
+        f"""
+        name = "ci"
+        [build]
+        commands = ["echo ci > build.txt"]
+        [[benchmark]]
+        name = "gen"
+        kind = "command"
+        command = "{PY} bench.py ok"
+        """,
+        tmp_path,
+    )
+    (git_repo.path / "notes.txt").write_text("mine\n")  # untracked work of the owner of the checkout
+    out = run_suite(s, tmp_path / "work", git_repo.shas[0], source_dir=git_repo.path)
+    assert out.ok, out.log
+    assert (git_repo.path / "notes.txt").read_text() == "mine\n"
+    assert out.commit["sha"] == git_repo.shas[0]
+
+    # an untracked README that the target commit would overwrite: git refuses, nothing is lost
+    (git_repo.path / "README").write_text("my draft\n")
+    out = run_suite(s, tmp_path / "work", git_repo.shas[1], source_dir=git_repo.path)
+    assert [f.failure_class for f in out.failures] == ["setup"]
+    assert "would be overwritten" in out.failures[0].message
+    assert (git_repo.path / "README").read_text() == "my draft\n"
