@@ -16,10 +16,14 @@ class Bell:
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
-    def ring(self) -> None:
-        """Wake every waiter; safe from any thread."""
+    def ring(self, n: int | None = None) -> None:
+        """Wake the `n` longest-waiting claims (all if None), one per job that became claimable,
+        so a new job does not stampede every waiting runner into the database; safe from any thread."""
         with self._lock:
-            waiters, self._waiters = self._waiters, []
+            if n is None:
+                waiters, self._waiters = self._waiters, []
+            else:
+                waiters, self._waiters = self._waiters[:n], self._waiters[n:]
         for loop, fut in waiters:
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 loop.call_soon_threadsafe(_resolve, fut)

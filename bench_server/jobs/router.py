@@ -215,7 +215,7 @@ def release_job(job_id: int, ctx: Tasks, principal: RunnerAuth) -> LeaseOut:
     with ctx.db.transaction() as session:
         job = service.release_job(session, job_id, runner_id_of(principal))
         out = LeaseOut(id=job.id, state=job.state, lease_expires_at=job.lease_expires_at)
-    bell.ring()
+    bell.ring(1)
     return out
 
 

@@ -19,7 +19,7 @@ def fan_out(ctx: TaskContext, run_id: int) -> list[int]:
         created = service.fan_out(session, ctx.settings, run_id)
     if created:
         log.info("run %s: %d jobs queued", run_id, len(created))
-        bell.ring()
+        bell.ring(len(created))
     return created
 
 
@@ -28,7 +28,7 @@ def reap_expired(ctx: TaskContext) -> dict[str, Any]:
         report = service.reap(session, ctx)
     if report.requeued:
         log.warning("requeued jobs with expired leases: %s", report.requeued)
-        bell.ring()
+        bell.ring(len(report.requeued))
     if report.failed or report.timed_out:
         log.warning("jobs failed as runner_lost: %s; timed out: %s", report.failed, report.timed_out)
     for run_id in report.stale_runs:  # its fan-out task was lost (broker down at the time)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     job_timeout_s: float = 6 * 3600
     # Longest long-poll a claim may ask for, and how often a waiting claim looks at the queue.
     claim_max_wait_s: float = 60.0
-    claim_poll_interval_s: float = 0.25
+    claim_poll_interval_s: float = 0.5
     # A runner silent for this long is marked offline.
     runner_offline_after_s: float = 120.0
     # How often beat runs the lease reaper and the offline sweep (the embedded mode reaps on claim).
