@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-serve", action="store_true", help="load the data, check it, and exit")
 
     from bench_server.jobs import cli as jobs_cli  # `trigger`
+
     jobs_cli.register(sub)
     return parser
 

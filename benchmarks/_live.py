@@ -48,7 +48,16 @@ def live_server(database_url: str, **env: str) -> Iterator[str]:
     """`bench-server serve` in a subprocess; yields its base URL once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench_server.cli", "--database-url", database_url, "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "bench_server.cli",
+            "--database-url",
+            database_url,
+            "serve",
+            "--port",
+            str(port),
+        ],
         env={**os.environ, "BENCH_DATABASE_URL": database_url, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import random
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,11 +26,11 @@ import psycopg
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
-from benchmarks._live import live_server, scratch_database  # noqa: E402
-from bench_server.auth.tokens import create_token  # noqa: E402
-from bench_server.kit.db import Database  # noqa: E402
-from bench_server.kit.sql import stable_hash  # noqa: E402
-from bench_server.models import Project  # noqa: E402
+from bench_server.auth.tokens import create_token
+from bench_server.kit.db import Database
+from bench_server.kit.sql import stable_hash
+from bench_server.models import Project
+from benchmarks._live import live_server, scratch_database
 
 BENCHMARKS = 100
 METRICS = 5  # BENCHMARKS x METRICS = 500 series
@@ -63,10 +62,17 @@ def ingest_batch(i: int) -> dict[str, Any]:
     results = []
     for b in range(VALUES_PER_BATCH // 10):
         for m in range(10):
-            results.append({
-                "suite": "serving", "benchmark": f"bench-{b:03d}", "params": {"isl": 128, "osl": 64, "c": b},
-                "metric": f"metric_{m}", "unit": "ms", "direction": "lower", "value": 10.0 + random.random(),
-            })
+            results.append(
+                {
+                    "suite": "serving",
+                    "benchmark": f"bench-{b:03d}",
+                    "params": {"isl": 128, "osl": 64, "c": b},
+                    "metric": f"metric_{m}",
+                    "unit": "ms",
+                    "direction": "lower",
+                    "value": 10.0 + random.random(),
+                }
+            )
     return {
         "idempotency_key": f"perf-{i}",
         "project": "exo",
@@ -105,17 +111,36 @@ def measure_ingest(batches: int) -> dict[str, float]:
             now = datetime.now(UTC)
             start = time.perf_counter()
             for body in bodies[2:]:
-                with conn.cursor() as cur, cur.copy(
-                    "COPY results (batch_id, project_id, commit_id, branch, machine_id, hardware_class_id,"
-                    " benchmark_id, metric_id, value, created_at) FROM STDIN"
-                ) as copy:
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "COPY results (batch_id, project_id, commit_id, branch, machine_id,"
+                        " hardware_class_id, benchmark_id, metric_id, value, created_at) FROM STDIN"
+                    ) as copy,
+                ):
                     for r in body["results"]:
-                        copy.write_row((ids[0], ids[1], ids[2], "main", ids[3], ids[4],
-                                        bench[r["benchmark"]], metric[r["metric"]], r["value"], now))
+                        copy.write_row(
+                            (
+                                ids[0],
+                                ids[1],
+                                ids[2],
+                                "main",
+                                ids[3],
+                                ids[4],
+                                bench[r["benchmark"]],
+                                metric[r["metric"]],
+                                r["value"],
+                                now,
+                            )
+                        )
                 conn.commit()
             copy_s = time.perf_counter() - start
         copy_rate = batches * VALUES_PER_BATCH / copy_s
-    return {"api_values_per_s": api_rate, "copy_values_per_s": copy_rate, "ingest_ratio": api_rate / copy_rate}
+    return {
+        "api_values_per_s": api_rate,
+        "copy_values_per_s": copy_rate,
+        "ingest_ratio": api_rate / copy_rate,
+    }
 
 
 def build_history(url: str, n_results: int) -> dict[str, Any]:
@@ -139,9 +164,13 @@ def build_history(url: str, n_results: int) -> dict[str, Any]:
         ) as copy:
             for i in range(1, commits + 1):
                 parents = json.dumps([f"{i - 1:040x}"] if i > 1 else [])
-                copy.write_row((project_id, f"{i:040x}", "main", parents, start + timedelta(hours=i), i, start))
+                copy.write_row(
+                    (project_id, f"{i:040x}", "main", parents, start + timedelta(hours=i), i, start)
+                )
         commit_ids = [r[0] for r in conn.execute("SELECT id FROM commits ORDER BY order_key")]
-        with conn.cursor().copy("COPY benchmarks (suite, name, params, params_hash, created_at) FROM STDIN") as copy:
+        with conn.cursor().copy(
+            "COPY benchmarks (suite, name, params, params_hash, created_at) FROM STDIN"
+        ) as copy:
             for b in range(BENCHMARKS):
                 params = {"isl": 128, "osl": 64, "concurrency": b}
                 copy.write_row(("serving", f"bench-{b:03d}", json.dumps(params), stable_hash(params), start))
@@ -151,25 +180,29 @@ def build_history(url: str, n_results: int) -> dict[str, Any]:
                 copy.write_row((f"metric_{m}", "ms", "lower", start))
         metric_ids = [r[0] for r in conn.execute("SELECT id FROM metrics ORDER BY id")]
         with conn.cursor().copy(
-            "COPY ingest_batches (idempotency_key, body_hash, project_id, commit_id, machine_id, branch, source,"
-            " context, n_results, n_failures, created_at) FROM STDIN"
+            "COPY ingest_batches (idempotency_key, body_hash, project_id, commit_id, machine_id, branch,"
+            " source, context, n_results, n_failures, created_at) FROM STDIN"
         ) as copy:
             for i, cid in enumerate(commit_ids):
-                copy.write_row((f"hist-{i}", "0" * 64, project_id, cid, machine_id, "main", "perf", "{}", 500, 0, start))
+                copy.write_row(
+                    (f"hist-{i}", "0" * 64, project_id, cid, machine_id, "main", "perf", "{}", 500, 0, start)
+                )
         batch_ids = [r[0] for r in conn.execute("SELECT id FROM ingest_batches ORDER BY id")]
         conn.commit()
         log(f"  building {commits * BENCHMARKS * METRICS:,} results ...")
         rng = random.Random(1)
         with conn.cursor().copy(
-            "COPY results (batch_id, project_id, commit_id, branch, machine_id, hardware_class_id, benchmark_id,"
-            " metric_id, value, created_at) FROM STDIN"
+            "COPY results (batch_id, project_id, commit_id, branch, machine_id, hardware_class_id,"
+            " benchmark_id, metric_id, value, created_at) FROM STDIN"
         ) as copy:
             buf = io.StringIO()
             for ci, (cid, bid) in enumerate(zip(commit_ids, batch_ids, strict=True)):
                 for bench in bench_ids:
                     for met in metric_ids:
-                        buf.write(f"{bid}\t{project_id}\t{cid}\tmain\t{machine_id}\t{hw_id}\t{bench}\t{met}\t"
-                                  f"{10 + rng.random():.6f}\t2024-01-01 00:00:00+00\n")
+                        buf.write(
+                            f"{bid}\t{project_id}\t{cid}\tmain\t{machine_id}\t{hw_id}\t{bench}\t{met}\t"
+                            f"{10 + rng.random():.6f}\t2024-01-01 00:00:00+00\n"
+                        )
                 if ci % 50 == 49:
                     copy.write(buf.getvalue())
                     buf = io.StringIO()
@@ -178,8 +211,14 @@ def build_history(url: str, n_results: int) -> dict[str, Any]:
         conn.execute("ANALYZE")
         total = conn.execute("SELECT count(*) FROM results").fetchone()[0]  # type: ignore[index]
     log(f"  built {total:,} results in {time.perf_counter() - t0:.1f} s")
-    return {"project_id": project_id, "hw_id": hw_id, "commits": commits, "bench_ids": bench_ids,
-            "metric_ids": metric_ids, "total": total}
+    return {
+        "project_id": project_id,
+        "hw_id": hw_id,
+        "commits": commits,
+        "bench_ids": bench_ids,
+        "metric_ids": metric_ids,
+        "total": total,
+    }
 
 
 RAW_SERIES = """
@@ -206,7 +245,9 @@ def measure_queries(n_results: int, calls: int) -> dict[str, float]:
             times = []
             for bench, m in picks:
                 t = time.perf_counter()
-                rows = conn.execute(RAW_SERIES, (h["project_id"], bench, h["metric_ids"][m], h["hw_id"])).fetchall()
+                rows = conn.execute(
+                    RAW_SERIES, (h["project_id"], bench, h["metric_ids"][m], h["hw_id"])
+                ).fetchall()
                 times.append(time.perf_counter() - t)
                 assert len(rows) == h["commits"]
             out["series_raw_p50_ms"], out["series_raw_p95_ms"] = pct(times, 50) * 1e3, pct(times, 95) * 1e3
@@ -222,13 +263,27 @@ def measure_queries(n_results: int, calls: int) -> dict[str, float]:
 
         with live_server(url) as base, httpx.Client(base_url=base, timeout=60) as client:
             for _ in range(5):  # warm-up
-                client.get("/api/v1/series", params={"project": "exo", "benchmark_id": h["bench_ids"][0],
-                                                     "metric": "metric_0", "hardware_class": "cpu-x86_64"})
+                client.get(
+                    "/api/v1/series",
+                    params={
+                        "project": "exo",
+                        "benchmark_id": h["bench_ids"][0],
+                        "metric": "metric_0",
+                        "hardware_class": "cpu-x86_64",
+                    },
+                )
             times = []
             for bench, m in picks:
                 t = time.perf_counter()
-                r = client.get("/api/v1/series", params={"project": "exo", "benchmark_id": bench,
-                                                         "metric": f"metric_{m}", "hardware_class": "cpu-x86_64"})
+                r = client.get(
+                    "/api/v1/series",
+                    params={
+                        "project": "exo",
+                        "benchmark_id": bench,
+                        "metric": f"metric_{m}",
+                        "hardware_class": "cpu-x86_64",
+                    },
+                )
                 times.append(time.perf_counter() - t)
                 r.raise_for_status()
                 assert len(r.json()["points"]) == h["commits"]
@@ -260,14 +315,21 @@ def main() -> int:
     print(f"{'path':<28}{'values/s':>14}{'ratio':>10}")
     print(f"{'psycopg COPY (baseline)':<28}{ingest['copy_values_per_s']:>14,.0f}{1.0:>10.2f}")
     print(f"{'POST /api/v1/results':<28}{ingest['api_values_per_s']:>14,.0f}{ingest['ingest_ratio']:>10.2f}")
-    print(f"\n(b) queries over {int(queries['results_in_store']):,} results, "
-          f"{int(queries['series_points'])}-point series, {args.calls} calls")
+    print(
+        f"\n(b) queries over {int(queries['results_in_store']):,} results, "
+        f"{int(queries['series_points'])}-point series, {args.calls} calls"
+    )
     print(f"{'query':<28}{'p50 ms':>10}{'p95 ms':>10}{'p95 / raw':>12}")
     for name, key in (("series", "series"), ("commit comparison", "commit")):
-        print(f"{name + ' raw SQL':<28}{queries[key + '_raw_p50_ms']:>10.2f}{queries[key + '_raw_p95_ms']:>10.2f}"
-              f"{1.0:>12.2f}")
-        print(f"{name + ' API':<28}{queries[key + '_p50_ms']:>10.2f}{queries[key + '_p95_ms']:>10.2f}"
-              f"{queries[key + '_p95_ms'] / queries[key + '_raw_p95_ms']:>12.2f}")
+        print(
+            f"{name + ' raw SQL':<28}{queries[key + '_raw_p50_ms']:>10.2f}"
+            f"{queries[key + '_raw_p95_ms']:>10.2f}"
+            f"{1.0:>12.2f}"
+        )
+        print(
+            f"{name + ' API':<28}{queries[key + '_p50_ms']:>10.2f}{queries[key + '_p95_ms']:>10.2f}"
+            f"{queries[key + '_p95_ms'] / queries[key + '_raw_p95_ms']:>12.2f}"
+        )
     headline = {
         "api_values_per_s": round(ingest["api_values_per_s"], 1),
         "copy_values_per_s": round(ingest["copy_values_per_s"], 1),

@@ -33,7 +33,9 @@ def insert_ignoring_conflicts(
     session.execute(stmt, list(rows))
 
 
-def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]], json_columns: set[str]) -> None:
+def bulk_insert(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], json_columns: set[str]
+) -> None:
     """Insert many rows inside the session's transaction.
 
     PostgreSQL gets COPY (an order of magnitude faster than executemany for thousands of rows);

@@ -75,7 +75,10 @@ class Job(IdMixin, CreatedMixin, Base):
         Index("ix_jobs_identity", "project_id", "commit_id", "suite", "hardware_class_id"),
         Index(
             "uq_jobs_active_identity",
-            "project_id", "commit_id", "suite", "hardware_class_id",
+            "project_id",
+            "commit_id",
+            "suite",
+            "hardware_class_id",
             unique=True,
             postgresql_where=ACTIVE_UNFORCED,
             sqlite_where=ACTIVE_UNFORCED,

@@ -32,7 +32,9 @@ def test_nccl_tests_log_becomes_results(api: Api, shared_data: Path) -> None:
     first = next(
         r
         for r in rows
-        if r["benchmark"] == "all_reduce" and r["params"].get("size_bytes") == 33554432 and r["metric"] == "busbw"
+        if r["benchmark"] == "all_reduce"
+        and r["params"].get("size_bytes") == 33554432
+        and r["metric"] == "busbw"
     )
     assert first["value"] == 321.1  # the busbw column of that row in the log
     assert all(row["hardware_class"] == "h100-sxm" for row in rows)
