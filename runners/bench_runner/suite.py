@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -246,6 +247,9 @@ def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> Suite:
                 raise _err(source, f"{where}.command", "required for kind 'command'")
             options["command"] = _command(options["command"], source, f"{where}.command")
             options["env"] = _env(options.get("env"), source, f"{where}.env")
+        if kind in KIND_MODULES and kind not in KIND_VALIDATORS:
+            with contextlib.suppress(Exception):  # imported for its validator; errors show at run time
+                resolve_kind(kind)
         validator = KIND_VALIDATORS.get(kind)
         if validator is not None:
             try:
@@ -381,9 +385,9 @@ KIND_VALIDATORS: dict[str, Callable[[BenchmarkSpec], None]] = {}
 # the module registers itself with `register_kind(...)` at import, or exposes
 # `run_suite_benchmark(ctx: BenchmarkContext) -> Iterable[ResultRecord | FailureRecord]`.
 KIND_MODULES: dict[str, str] = {
-    "serving": "bench_runner.serving",
-    "collectives": "bench_runner.collectives",
-    "local-gen": "bench_runner.localgen",
+    "serving": "bench_runner.serving.suite_kind",
+    "collectives": "bench_runner.collectives.suite_kind",
+    "local-gen": "bench_runner.localgen_kind",
 }
 ENTRY_POINT_GROUP = "bench_runner.benchmark_kinds"
 
@@ -724,6 +728,27 @@ def _ready(url: str | None, port: int) -> bool:
         return False
 
 
+REFERENCE_ENGINE = "{reference_engine}"
+
+
+def _engine_argv(command: str | list[str], values: Mapping[str, Any]) -> list[str]:
+    """The engine's argv; `{reference_engine}` becomes `reference_engine_command(port).cmd`
+    (the llama.cpp reference server with its AMX guard), shell-quoted in a string command,
+    spliced in as arguments when it is a whole element of a list command."""
+    text = command if isinstance(command, str) else " ".join(command)
+    if REFERENCE_ENGINE not in text:
+        return _argv(command, values)
+    try:
+        from .engine import reference_engine_command
+
+        ref = reference_engine_command(int(values["port"])).cmd
+    except Exception as exc:  # model package missing, unreadable model override, ...
+        raise EngineStartError(f"reference engine unavailable: {exc}", None, "setup") from exc
+    if isinstance(command, list):
+        command = [x for part in command for x in (ref if part == REFERENCE_ENGINE else [part])]
+    return _argv(command, {**values, "reference_engine": shlex.join(ref)})
+
+
 @contextlib.contextmanager
 def start_engine(
     spec: EngineSpec, cwd: Path, env: Mapping[str, str], log: LogFn, values: Mapping[str, Any]
@@ -732,7 +757,7 @@ def start_engine(
     port = spec.port or free_port()
     vals = {**values, "port": port}
     health = substitute(spec.health_url, vals) if spec.health_url else None
-    argv = _argv(spec.command, vals)
+    argv = _engine_argv(spec.command, vals)
     log(f"starting engine: {' '.join(argv)}")
     try:
         proc = subprocess.Popen(
@@ -791,7 +816,7 @@ def lifecycle_engine(
     port = spec.port or free_port()
     vals = {**values, "port": port}
     scratch = Path(str(values.get("scratch") or tempfile.gettempdir()))
-    argv = _argv(spec.command, vals)
+    argv = _engine_argv(spec.command, vals)
     log(f"starting engine: {' '.join(argv)}")
     engine = EngineProcess(
         argv,
