@@ -187,7 +187,7 @@ def run_demo(
         for r in compare["results"]
         if r["metric"] == "output_throughput" and r["hardware_class"] == "dgx-spark"
     ]
-    say(f"   series output_throughput on dgx-spark: {len(series['points'])} commits")
+    say(f"   series output_throughput on dgx-spark: {series['length']} commits")
     say(f"   commit {REGRESSION_AT} vs its parent on dgx-spark: output_throughput {drop[0]['change']:+.1%}")
     say("")
     say(f"   dashboard:  {base}/")

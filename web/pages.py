@@ -90,14 +90,13 @@ def series_page(
 
 
 def series_figure(data: dict[str, Any]) -> go.Figure:
-    points = data["points"]
     fig = go.Figure(
         go.Scatter(
-            x=[p["commit"][:8] for p in points],
-            y=[p["value"] for p in points],
+            x=[sha[:8] for sha in data["commits"]],
+            y=data["values"],
             mode="lines+markers",
             name=data["metric"]["name"],
-            customdata=[p["n"] for p in points],
+            customdata=data["n"],
             hovertemplate="%{x}: %{y} (%{customdata} runs)<extra></extra>",
         )
     )

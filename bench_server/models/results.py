@@ -66,20 +66,27 @@ class Result(Base):
             "hardware_class_id",
             "branch",
             "commit_id",
+            # On PostgreSQL the series query becomes an index-only scan.
+            postgresql_include=["id", "value"],
         ),
         Index("ix_results_commit", "commit_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batches.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    commit_id: Mapped[int] = mapped_column(ForeignKey("commits.id", ondelete="CASCADE"))
+    # project, commit, branch, machine, hardware class and job are copies of the batch's, kept
+    # here so one index covers the comparability key. Ingest is the only writer and copies them
+    # from the batch row; the batch's foreign keys guard them, and deleting a batch (or its
+    # project) removes its results through batch_id. Foreign keys on these copies cost five
+    # index probes per inserted row, measured at 70% of the time of a 1,000-value COPY.
+    project_id: Mapped[int] = mapped_column(BigId)
+    commit_id: Mapped[int] = mapped_column(BigId)
     branch: Mapped[str | None] = mapped_column(String(200))
-    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id"))
-    hardware_class_id: Mapped[int] = mapped_column(ForeignKey("hardware_classes.id"))
+    machine_id: Mapped[int] = mapped_column(BigId)
+    hardware_class_id: Mapped[int] = mapped_column(BigId)
     benchmark_id: Mapped[int] = mapped_column(ForeignKey("benchmarks.id"))
     metric_id: Mapped[int] = mapped_column(ForeignKey("metrics.id"))
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(BigId)
     value: Mapped[float] = mapped_column(Float)
     samples: Mapped[list[Any] | None]
     stats: Mapped[dict[str, Any] | None]
