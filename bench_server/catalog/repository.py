@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from bench_server.kit.cache import immutable_rows
 from bench_server.kit.errors import InvalidInput
 from bench_server.kit.sql import insert_ignoring_conflicts, stable_hash
 from bench_server.models import Benchmark, Commit, HardwareClass, Machine, Metric, Project
@@ -187,7 +188,13 @@ def metrics_for(
     """Get or create metrics; an existing metric must keep its unit and direction."""
     if not specs:
         return {}
-    existing = {m.name: m for m in session.scalars(select(Metric).where(Metric.name.in_(specs)))}
+    cache = immutable_rows(session)
+    existing: dict[str, Metric] = {n: cache[("metric", n)] for n in specs if ("metric", n) in cache}
+    unknown = [n for n in specs if n not in existing]
+    if unknown:
+        for m in session.scalars(select(Metric).where(Metric.name.in_(unknown))):
+            session.expunge(m)
+            cache[("metric", m.name)] = existing[m.name] = m
     for name, m in existing.items():
         spec = specs[name]
         if spec.unit != m.unit:
@@ -226,6 +233,7 @@ def benchmarks_for(session: Session, wanted: dict[BenchmarkKey, dict[str, Any]])
     if not wanted:
         return {}
     cols = tuple_(Benchmark.suite, Benchmark.name, Benchmark.params_hash)
+    cache = immutable_rows(session)
 
     def lookup(keys: list[BenchmarkKey]) -> dict[BenchmarkKey, int]:
         found: dict[BenchmarkKey, int] = {}
@@ -239,7 +247,10 @@ def benchmarks_for(session: Session, wanted: dict[BenchmarkKey, dict[str, Any]])
             found.update({(s, n, h): i for s, n, h, i in rows})
         return found
 
-    ids = lookup(list(wanted))
+    ids = {k: cache[("benchmark-key", k)] for k in wanted if ("benchmark-key", k) in cache}
+    found = lookup([k for k in wanted if k not in ids])
+    cache.update({("benchmark-key", k): i for k, i in found.items()})
+    ids.update(found)
     missing = [k for k in wanted if k not in ids]
     if missing:
         now = utcnow()

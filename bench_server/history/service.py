@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, String, cast, func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from bench_server.catalog.repository import project_by_slug
+from bench_server.kit.cache import immutable_rows
 from bench_server.kit.errors import InvalidInput, NotFound
 from bench_server.models import (
     Alert,
@@ -25,13 +25,10 @@ from bench_server.models import (
 )
 
 T = TypeVar("T")
-# Metrics, hardware classes and benchmarks never change once written (a metric's unit and
-# direction are pinned at ingest), so lookups of them are cached per database engine.
-_IMMUTABLE: weakref.WeakKeyDictionary[Engine, dict[tuple[str, Any], Any]] = weakref.WeakKeyDictionary()
 
 
 def _immutable(session: Session, key: tuple[str, Any], load: Callable[[], T | None]) -> T | None:
-    cache = _IMMUTABLE.setdefault(session.get_bind().engine, {})
+    cache = immutable_rows(session)
     if key in cache:
         return cache[key]
     value = load()

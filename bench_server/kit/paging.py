@@ -50,7 +50,7 @@ def export_format(request: Request, fmt: str | None) -> str | None:
 
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
     if isinstance(value, datetime):
         return value.isoformat()
     return value

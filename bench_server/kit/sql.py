@@ -34,27 +34,31 @@ def insert_ignoring_conflicts(
 
 
 def bulk_insert(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], json_columns: set[str]
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    json_columns: Sequence[str] = (),
 ) -> None:
-    """Insert many rows inside the session's transaction.
+    """Insert many rows (tuples in `columns` order) inside the session's transaction.
 
     PostgreSQL gets COPY (an order of magnitude faster than executemany for thousands of rows);
-    other databases get an executemany. All rows must have the same keys.
+    other databases get an executemany.
     """
     if not rows:
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        session.execute(insert(table), list(rows))
+        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    columns = list(rows[0])
+    json_at = [i for i, c in enumerate(columns) if c in json_columns]
     raw = connection.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(
-                [
-                    canonical_json(row[c]) if c in json_columns and row[c] is not None else row[c]
-                    for c in columns
-                ]
-            )
+            if json_at:
+                row = list(row)
+                for i in json_at:
+                    if row[i] is not None:
+                        row[i] = canonical_json(row[i])
+            copy.write_row(row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench_server.models import FAILURE_CLASSES
 
@@ -18,6 +18,22 @@ assert set(FailureClassName.__args__) == set(FAILURE_CLASSES)  # type: ignore[at
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def sorted_keys(value: Any) -> Any:
+    """The same JSON value with every object's keys in sorted order.
+
+    Free-form objects (params, fingerprint, context) are stored and hashed in this form, so the
+    serialised batch is canonical: two bodies that differ only in key order are the same body.
+    """
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(v) for v in value]
+    return value
+
+
+FreeForm = Annotated[dict[str, Any], AfterValidator(sorted_keys)]
 
 
 class CommitIn(Strict):
@@ -33,7 +49,7 @@ class CommitIn(Strict):
 
 class MachineIn(Strict):
     hardware_class: str = Field(min_length=1, max_length=200)
-    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: FreeForm = Field(default_factory=dict)
     hostname: str | None = Field(default=None, max_length=200)
 
 
@@ -43,7 +59,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f
 class ResultIn(Strict):
     suite: str = Field(min_length=1, max_length=100)
     benchmark: Name
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: FreeForm = Field(default_factory=dict)
     metric: str = Field(min_length=1, max_length=100)
     unit: str = Field(min_length=1, max_length=50)
     direction: Literal["higher", "lower"]
@@ -64,7 +80,7 @@ class ResultIn(Strict):
 class FailureIn(Strict):
     suite: str = Field(min_length=1, max_length=100)
     benchmark: Name | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: FreeForm = Field(default_factory=dict)
     failure_class: FailureClassName
     message: str = Field(min_length=1, max_length=20_000)
     log_excerpt: str | None = Field(default=None, max_length=256_000)
@@ -76,7 +92,7 @@ class IngestIn(Strict):
     commit: CommitIn
     machine: MachineIn
     job_id: int | None = Field(default=None, gt=0)
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: FreeForm = Field(default_factory=dict)
     results: list[ResultIn] = Field(default_factory=list, max_length=100_000)
     failures: list[FailureIn] = Field(default_factory=list, max_length=10_000)
 

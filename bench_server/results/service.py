@@ -6,6 +6,8 @@ seen before answers as a duplicate (same body) or a conflict (another body).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +26,16 @@ from bench_server.catalog.repository import (
     upsert_commit,
 )
 from bench_server.kit.errors import Conflict, InvalidInput
-from bench_server.kit.sql import bulk_insert, stable_hash
+from bench_server.kit.sql import bulk_insert, canonical_json, stable_hash
 from bench_server.models import Failure, IngestBatch, Job, Result
 from bench_server.models.base import utcnow
 from bench_server.results.schemas import IngestIn
+
+# The batch's columns first, then each result's own.
+RESULT_COLUMNS = (
+    "batch_id", "project_id", "commit_id", "branch", "machine_id", "hardware_class_id", "job_id",
+    "created_at", "benchmark_id", "metric_id", "value", "samples", "stats",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,27 @@ def _existing_batch(session: Session, key: str, body_hash: str) -> IngestOutcome
     return IngestOutcome(batch.id, True, batch.n_results, batch.n_failures, batch.project_id, batch.commit_id)
 
 
+def _params_hasher() -> Callable[[dict[str, Any]], str]:
+    """stable_hash of params, computed once per distinct params in a batch (a benchmark's
+    metrics share their params, so a 1,000-value batch has far fewer than 1,000)."""
+    memo: dict[Any, str] = {}
+
+    def params_hash(params: dict[str, Any]) -> str:
+        try:
+            key: Any = tuple(params.items())
+            hash(key)
+        except TypeError:  # nested lists or objects: fall back to the canonical text
+            key = canonical_json(params)
+        if key not in memo:
+            memo[key] = stable_hash(params)
+        return memo[key]
+
+    return params_hash
+
+
 def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> IngestOutcome:
-    body_hash = stable_hash(payload.model_dump(mode="json"))
+    # Canonical: fields in schema order, free-form objects key-sorted by the schema.
+    body_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
     seen = _existing_batch(session, payload.idempotency_key, body_hash)
     if seen is not None:
         return seen
@@ -67,6 +94,7 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
         if job is None or job.project_id != project.id:
             raise InvalidInput("job_id", f"no job {payload.job_id} in project {project.slug!r}")
 
+    params_hash = _params_hasher()
     specs: dict[str, MetricSpec] = {}
     field_of: dict[str, str] = {}
     wanted: dict[BenchmarkKey, dict[str, Any]] = {}
@@ -74,7 +102,7 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
     for i, r in enumerate(payload.results):
         specs.setdefault(r.metric, MetricSpec(r.metric, r.unit, r.direction))
         field_of.setdefault(r.metric, f"results.{i}")
-        key = (r.suite, r.benchmark, stable_hash(r.params))
+        key = (r.suite, r.benchmark, params_hash(r.params))
         wanted.setdefault(key, r.params)
         keys.append(key)
     failure_keys: list[BenchmarkKey | None] = []
@@ -82,7 +110,7 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
         if f.benchmark is None:
             failure_keys.append(None)
             continue
-        key = (f.suite, f.benchmark, stable_hash(f.params))
+        key = (f.suite, f.benchmark, params_hash(f.params))
         wanted.setdefault(key, f.params)
         failure_keys.append(key)
 
@@ -138,22 +166,16 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
         "job_id": payload.job_id,
     }
     if payload.results:
+        batch_cols = (batch.id, project.id, commit.id, branch, machine.id, hardware.id, payload.job_id, now)
         bulk_insert(
             session,
             Result.__table__,  # type: ignore[arg-type]
+            RESULT_COLUMNS,
             [
-                {
-                    **common,
-                    "benchmark_id": bench_ids[key],
-                    "metric_id": metrics[r.metric].id,
-                    "value": r.value,
-                    "samples": r.samples,
-                    "stats": r.stats,
-                    "created_at": now,
-                }
+                (*batch_cols, bench_ids[key], metrics[r.metric].id, r.value, r.samples, r.stats)
                 for r, key in zip(payload.results, keys, strict=True)
             ],
-            json_columns={"samples", "stats"},
+            json_columns=("samples", "stats"),
         )
     if payload.failures:
         session.execute(
