@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from bench_server.auth.deps import AdminAuth
 from bench_server.catalog.schemas import HardwareClassIn, ProjectIn
 from bench_server.kit.deps import AppDatabase, DbSession
 from bench_server.kit.errors import Conflict
-from bench_server.kit.paging import listing_response
+from bench_server.kit.paging import Page, listing_response
 from bench_server.models import Benchmark, HardwareClass, Machine, Metric, Project
 
 router = APIRouter(tags=["catalog"])
@@ -23,17 +23,11 @@ METRIC_COLS = ["id", "name", "unit", "direction"]
 MACHINE_COLS = ["id", "hardware_class", "fingerprint_hash", "hostname", "fingerprint", "last_seen_at"]
 
 
-def _rows(cols: list[str]) -> Any:
-    return lambda r: dict(zip(cols, r, strict=True))
-
-
 @router.get("/projects")
 def list_projects(
     request: Request,
     db: AppDatabase,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
+    page: Page,
 ) -> Any:
     query = select(*(getattr(Project, c) for c in PROJECT_COLS))
     return listing_response(
@@ -41,11 +35,8 @@ def list_projects(
         db,
         query,
         Project.id,
-        _rows(PROJECT_COLS),
         PROJECT_COLS,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="projects",
     )
 
@@ -64,9 +55,7 @@ def create_project(body: ProjectIn, session: DbSession, _: AdminAuth) -> dict[st
 def list_hardware(
     request: Request,
     db: AppDatabase,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
+    page: Page,
 ) -> Any:
     query = select(*(getattr(HardwareClass, c) for c in HW_COLS))
     return listing_response(
@@ -74,11 +63,8 @@ def list_hardware(
         db,
         query,
         HardwareClass.id,
-        _rows(HW_COLS),
         HW_COLS,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="hardware",
     )
 
@@ -97,10 +83,8 @@ def create_hardware(body: HardwareClassIn, session: DbSession, _: AdminAuth) -> 
 def list_machines(
     request: Request,
     db: AppDatabase,
+    page: Page,
     hardware_class: str | None = None,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
 ) -> Any:
     query = select(
         Machine.id,
@@ -117,11 +101,8 @@ def list_machines(
         db,
         query,
         Machine.id,
-        _rows(MACHINE_COLS),
         MACHINE_COLS,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="machines",
     )
 
@@ -130,11 +111,9 @@ def list_machines(
 def list_benchmarks(
     request: Request,
     db: AppDatabase,
+    page: Page,
     suite: str | None = None,
     name: str | None = None,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
 ) -> Any:
     query = select(*(getattr(Benchmark, c) for c in BENCH_COLS))
     if suite:
@@ -146,11 +125,8 @@ def list_benchmarks(
         db,
         query,
         Benchmark.id,
-        _rows(BENCH_COLS),
         BENCH_COLS,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="benchmarks",
     )
 
@@ -159,9 +135,7 @@ def list_benchmarks(
 def list_metrics(
     request: Request,
     db: AppDatabase,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
+    page: Page,
 ) -> Any:
     query = select(*(getattr(Metric, c) for c in METRIC_COLS))
     return listing_response(
@@ -169,10 +143,7 @@ def list_metrics(
         db,
         query,
         Metric.id,
-        _rows(METRIC_COLS),
         METRIC_COLS,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="metrics",
     )

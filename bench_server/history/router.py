@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bench_server.catalog.repository import project_by_slug
 from bench_server.history.service import compare_commit, resolve_series_key, series
 from bench_server.kit.deps import AppDatabase
-from bench_server.kit.paging import listing_response
+from bench_server.kit.paging import Page, listing_response
 from bench_server.models import Commit
 
 router = APIRouter(tags=["history"])
@@ -64,10 +64,8 @@ def list_commits(
     request: Request,
     db: AppDatabase,
     project: str,
+    page: Page,
     branch: str | None = None,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
 ) -> Any:
     """Commits of a project, newest first."""
     with db.read_only() as session:
@@ -89,10 +87,7 @@ def list_commits(
         db,
         query,
         Commit.id,
-        lambda r: dict(zip(cols, r, strict=True)),
         cols,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="commits",
     )

@@ -21,7 +21,7 @@ from bench_server.jobs.deps import Tasks, runner_id_of
 from bench_server.jobs.schemas import CancelIn, FinishIn, LeaseOut, RunIn, RunOut, SuitesIn
 from bench_server.kit.deps import AppDatabase, AppSettings, DbSession
 from bench_server.kit.errors import InvalidInput, NotFound
-from bench_server.kit.paging import listing_response
+from bench_server.kit.paging import Page, listing_response
 from bench_server.models import Job
 from bench_server.tasks import TaskContext, is_embedded
 
@@ -238,6 +238,7 @@ def list_jobs(
     request: Request,
     db: AppDatabase,
     settings: AppSettings,
+    page: Page,
     state: str | None = Query(None, description="one state or several, comma-separated"),
     project: str | None = None,
     sha: str | None = Query(None, description="a commit sha or its prefix"),
@@ -245,9 +246,6 @@ def list_jobs(
     hardware_class: str | None = None,
     runner: str | None = None,
     run_id: int | None = None,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1),
-    format: str | None = Query(None, description="csv or json: the whole listing"),
 ) -> Any:
     query = repo.jobs_listing(
         state=state,
@@ -263,12 +261,10 @@ def list_jobs(
         db,
         query,
         Job.id,
-        lambda r: dict(r._mapping),
         JOB_COLUMNS,
-        fmt=format,
-        cursor=cursor,
-        limit=min(limit, settings.max_page_size),
+        page,
         name="jobs",
+        to_row=lambda r: dict(r._mapping),
     )
 
 

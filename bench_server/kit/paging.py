@@ -7,11 +7,12 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Select
 
 from bench_server.kit.db import Database
@@ -65,22 +66,43 @@ def _json_default(value: Any) -> Any:
 Row = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class PageParams:
+    cursor: str | None
+    limit: int
+    format: str | None
+
+
+def page_params(
+    request: Request,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, description="rows per page (capped by BENCH_MAX_PAGE_SIZE)")] = 100,
+    format: Annotated[str | None, Query(description="csv or json: stream the whole listing")] = None,
+) -> PageParams:
+    return PageParams(cursor, min(limit, request.app.state.settings.max_page_size), format)
+
+
+# The paging and export parameters every listing endpoint takes.
+Page = Annotated[PageParams, Depends(page_params)]
+
+
 def listing_response(
     request: Request,
     db: Database,
     query: Select[Any],
     id_column: Any,
-    to_row: Callable[[Any], Row],
     columns: list[str],
+    page: PageParams,
     *,
-    fmt: str | None,
-    cursor: str | None,
-    limit: int,
     name: str,
+    to_row: Callable[[Any], Row] | None = None,
 ) -> Any:
     """Newest first. A page of JSON with `next_cursor`, or the whole listing streamed as CSV/JSON."""
+    if to_row is None:
+        to_row = lambda r: dict(zip(columns, r, strict=True))  # noqa: E731
+    fmt, limit = page.format, page.limit
     export = export_format(request, fmt)
-    after = decode_cursor(cursor)
+    after = decode_cursor(page.cursor)
     if after is not None:
         query = query.where(id_column < after)
     query = query.order_by(id_column.desc())
@@ -88,9 +110,8 @@ def listing_response(
         with db.read_only() as session:
             rows = [to_row(r) for r in session.execute(query.limit(limit + 1))]
         next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
-        return JSONResponse(
-            json.loads(json.dumps({"items": rows[:limit], "next_cursor": next_cursor}, default=_json_default))
-        )
+        body = json.dumps({"items": rows[:limit], "next_cursor": next_cursor}, default=_json_default)
+        return Response(body, media_type="application/json")
 
     def stream_rows() -> Iterator[Row]:
         # Its own session: the request's session is gone by the time the body streams.

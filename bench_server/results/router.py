@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from bench_server.auth.deps import IngestAuth
 from bench_server.kit.deps import AppDatabase, DbSession
-from bench_server.kit.paging import listing_response
+from bench_server.kit.paging import Page, listing_response
 from bench_server.models import Benchmark, Commit, Failure, HardwareClass, Machine, Metric, Project, Result
 from bench_server.results.schemas import IngestIn, IngestOut
 from bench_server.results.service import ingest
@@ -113,6 +113,7 @@ def _filters(
 def list_results(
     request: Request,
     db: AppDatabase,
+    page: Page,
     project: str | None = None,
     branch: str | None = None,
     commit: str | None = Query(None, description="commit sha or a prefix of it"),
@@ -123,9 +124,6 @@ def list_results(
     since: datetime | None = None,
     until: datetime | None = None,
     samples: bool = Query(False, description="include raw samples"),
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = Query(None, description="csv or json streams the whole listing"),
 ) -> Any:
     """Results, newest first, with filters and cursor paging; `?format=csv` exports."""
     query = (
@@ -179,15 +177,14 @@ def list_results(
         return row
 
     columns = RESULT_COLUMNS if samples else RESULT_COLUMNS[:-1]
-    return listing_response(
-        request, db, query, Result.id, to_row, columns, fmt=format, cursor=cursor, limit=limit, name="results"
-    )
+    return listing_response(request, db, query, Result.id, columns, page, name="results", to_row=to_row)
 
 
 @router.get("/failures")
 def list_failures(
     request: Request,
     db: AppDatabase,
+    page: Page,
     project: str | None = None,
     branch: str | None = None,
     commit: str | None = None,
@@ -197,9 +194,6 @@ def list_failures(
     failure_class: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    format: str | None = None,
 ) -> Any:
     """Failures (benchmarks that produced no numbers), newest first."""
     query = (
@@ -242,10 +236,7 @@ def list_failures(
         db,
         query,
         Failure.id,
-        lambda r: dict(zip(FAILURE_COLUMNS, r, strict=True)),
         FAILURE_COLUMNS,
-        fmt=format,
-        cursor=cursor,
-        limit=limit,
+        page,
         name="failures",
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from bench_server.auth.deps import RegisterAuth, RunnerAuth
 from bench_server.jobs.deps import runner_id_of
 from bench_server.kit.deps import AppDatabase, AppSettings, DbSession
-from bench_server.kit.paging import listing_response
+from bench_server.kit.paging import Page, listing_response
 from bench_server.models import Runner
 from bench_server.models.base import utcnow
 from bench_server.runners import repository as repo
@@ -49,11 +49,9 @@ def list_runners(
     request: Request,
     db: AppDatabase,
     settings: AppSettings,
+    page: Page,
     status: str | None = Query(None, description="stored status: online, offline or disabled"),
     hardware_class: str | None = None,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1),
-    format: str | None = None,
 ) -> Any:
     now = utcnow()
     return listing_response(
@@ -61,10 +59,8 @@ def list_runners(
         db,
         repo.runners_listing(status=status, hardware_class=hardware_class),
         Runner.id,
-        lambda r: service.runner_row(settings, r, now),
         RUNNER_COLUMNS,
-        fmt=format,
-        cursor=cursor,
-        limit=min(limit, settings.max_page_size),
+        page,
         name="runners",
+        to_row=lambda r: service.runner_row(settings, r, now),
     )
