@@ -7,6 +7,7 @@ API and the dashboard end to end until runners post real measurements.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sys
 import threading
@@ -40,7 +41,7 @@ def say(msg: str) -> None:
 
 
 def sha_of(i: int) -> str:
-    return f"{(i + 1) * 2654435761 % (1 << 160):040x}"
+    return hashlib.sha1(f"demo commit {i}".encode()).hexdigest()
 
 
 def demo_batch(i: int, hw: str, rng: random.Random) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379) are running,
+# and that Chromium is installed for the dashboard tests,
 # installing them from Debian's packages when they are missing. The tests use both for real.
 set -euo pipefail
 
@@ -44,3 +45,10 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 echo "redis: $(redis-cli -h 127.0.0.1 -p 6379 ping)"
+
+# Not a service, but a system package the tests drive: Debian's Chromium for the dashboard tests.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing Chromium (dashboard tests)"
+  apt_install chromium
+fi
+echo "chromium: $(chromium --version 2>/dev/null | head -n1)"

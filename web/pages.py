@@ -90,19 +90,24 @@ def series_page(
 
 
 def series_figure(data: dict[str, Any]) -> go.Figure:
+    # x is the position in first-parent order (short shas can repeat; positions cannot);
+    # the axis is labelled with short shas at up to ~20 evenly spaced ticks.
+    shas = [sha[:8] for sha in data["commits"]]
+    x = list(range(len(shas)))
+    step = max(1, len(shas) // 20)
     fig = go.Figure(
         go.Scatter(
-            x=[sha[:8] for sha in data["commits"]],
+            x=x,
             y=data["values"],
             mode="lines+markers",
             name=data["metric"]["name"],
-            customdata=data["n"],
-            hovertemplate="%{x}: %{y} (%{customdata} runs)<extra></extra>",
+            customdata=list(zip(shas, data["n"], strict=True)),
+            hovertemplate="%{customdata[0]}: %{y} (%{customdata[1]} runs)<extra></extra>",
         )
     )
     better = "higher" if data["metric"]["direction"] == "higher" else "lower"
     fig.update_layout(
-        xaxis_title="commit (first-parent order)",
+        xaxis={"title": "commit (first-parent order)", "tickvals": x[::step], "ticktext": shas[::step]},
         yaxis_title=f"{data['metric']['name']} [{data['metric']['unit']}] ({better} is better)",
         margin={"l": 60, "r": 20, "t": 30, "b": 60},
     )
