@@ -2,12 +2,17 @@
 
 Timing follows vLLM's ``bench serve`` (see shared/METRICS.md):
 
-* ``start`` is ``time.perf_counter()`` just before the request goes on the wire: httpcore's
-  ``trace`` extension reports when it starts writing the request headers (or opening the TCP
-  connection, when a new one is needed). ``client_start``, stamped before handing the request to
+* ``start`` is ``time.perf_counter()`` just before the request goes on the wire, reported through
+  httpx's ``trace`` extension: with ``StampedTransport`` (``transport.py``, used for ``http://``
+  by ``make_client``) just before the request bytes are written to the socket; with httpx's
+  default transport (httpcore) when it starts writing the request headers, or opening the TCP
+  connection when a new one is needed. ``client_start``, stamped before handing the request to
   httpx, is kept too; the difference is the client's own queueing, which would otherwise inflate
   TTFT by up to a few ms per request when many requests start at once;
-* every network read is timestamped on arrival, and every SSE event in that read shares it;
+* every network read is timestamped on arrival, and every SSE event completed by that read shares
+  it. With ``StampedTransport`` the stamp is taken in the socket protocol's ``data_received``, so
+  queueing in the consuming coroutine does not delay it; with the default transport it is taken
+  when the body bytes reach this code;
 * TTFT is the first event that carries a non-empty ``choices`` list, even with empty text;
 * "content chunks" are that first event plus every later event whose choice carries text
   (``text``, ``delta.content`` or ``delta.reasoning_content``). ITL is the gaps between them and
@@ -21,6 +26,8 @@ Timing follows vLLM's ``bench serve`` (see shared/METRICS.md):
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +35,7 @@ from typing import Any, Literal
 import httpx
 
 from .sse import SSESplitter
+from .transport import STAMPS_EXTENSION, StampedTransport
 
 Endpoint = Literal["completions", "chat"]
 TokenSource = Literal["usage", "tokenizer", "chunks", "none"]
@@ -42,6 +50,36 @@ _WIRE_START_EVENTS = frozenset(
         "http2.send_request_headers.started",
     }
 )
+
+
+
+def stamped_transport_default() -> bool:
+    """``StampedTransport`` unless ``BENCH_RUNNER_HTTP_TRANSPORT=httpx`` asks for httpx's own."""
+    return os.environ.get("BENCH_RUNNER_HTTP_TRANSPORT", "stamped").strip().lower() != "httpx"
+
+
+def make_client(
+    *,
+    timeout: httpx.Timeout,
+    verify: ssl.SSLContext | bool = True,
+    limits: httpx.Limits | None = None,
+    stamped: bool | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for streaming requests.
+
+    With ``stamped`` (default: ``stamped_transport_default()``), ``http://`` requests go through
+    ``StampedTransport``, which timestamps body bytes as they arrive from the socket; other
+    schemes use httpx's default transport built from ``verify`` and ``limits``. With
+    ``stamped=False`` the client is plain httpx.
+    """
+    limits = limits or httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    if stamped is None:
+        stamped = stamped_transport_default()
+    if not stamped:
+        return httpx.AsyncClient(limits=limits, timeout=timeout, verify=verify)
+    return httpx.AsyncClient(
+        transport=StampedTransport(verify=verify, limits=limits), timeout=timeout, verify=verify
+    )
 
 
 @dataclass
@@ -176,8 +214,12 @@ async def send_request(
             # aiter_raw skips httpx's decoder and re-chunker; only needed for compressed bodies.
             identity = resp.headers.get("content-encoding", "identity") == "identity"
             chunks = resp.aiter_raw() if identity else resp.aiter_bytes()
+            # StampedTransport: the arrival time of the socket read that delivered the piece just
+            # yielded (httpx passes pieces through one for one; decoded output of a piece is
+            # available only once that piece arrived, so the stamp holds for aiter_bytes too).
+            stamps = resp.extensions.get(STAMPS_EXTENSION)
             async for raw in chunks:
-                now = perf()
+                now = stamps.t if stamps is not None else perf()
                 for data in splitter.feed(raw):
                     event_times.append(now)
                     if data == b"[DONE]":

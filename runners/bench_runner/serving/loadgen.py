@@ -18,7 +18,16 @@ from typing import Any, Protocol, cast
 import httpx
 import numpy as np
 
-from .client import ENDPOINT_PATHS, Endpoint, RequestOutput, RequestSpec, build_payload, send_request
+from .client import (
+    ENDPOINT_PATHS,
+    Endpoint,
+    RequestOutput,
+    RequestSpec,
+    build_payload,
+    make_client,
+    send_request,
+    stamped_transport_default,
+)
 from .loops import busy_loop, run_on
 from .metrics import DEFAULT_PERCENTILES, compute_metrics, per_request_from_outputs
 from .workload import ServerTokenizer, Tokenizer, Workload, build_requests, eos_suppression
@@ -69,6 +78,10 @@ class BenchConfig:
     # Poll instead of sleeping in the kernel (run_benchmark/run_sweep only): removes the
     # process wake-up delay from every timestamp at the cost of one busy core.
     busy_poll: bool = False
+    # http:// requests through client.StampedTransport (body bytes stamped as they arrive from
+    # the socket); False uses httpx's default transport (stamps taken when the consumer gets to
+    # them). Default from BENCH_RUNNER_HTTP_TRANSPORT (``httpx`` selects the fallback).
+    stamped_transport: bool = field(default_factory=stamped_transport_default)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -239,19 +252,23 @@ class ClientPool:
     share one TLS context, whose creation (loading the CA bundle) is the expensive part.
     """
 
-    def __init__(self, timeout: httpx.Timeout, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self, timeout: httpx.Timeout, verify: ssl.SSLContext | bool = True, stamped: bool | None = None
+    ) -> None:
         self._timeout = timeout
         self._verify: ssl.SSLContext | bool = ssl.create_default_context() if verify is True else verify
+        self._stamped = stamped
         self._idle: list[httpx.AsyncClient] = []
         self._all: list[httpx.AsyncClient] = []
 
     def acquire(self) -> httpx.AsyncClient:
         if self._idle:
             return self._idle.pop()
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        client = make_client(
             timeout=self._timeout,
             verify=self._verify,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            stamped=self._stamped,
         )
         self._all.append(client)
         return client
@@ -370,7 +387,7 @@ async def arun_benchmark(
     engine's exception (e.g. an ``EngineFailure`` of class ``crash`` or ``oom``) propagates.
     """
     timeout = httpx.Timeout(config.request_timeout, connect=30.0)
-    pool = ClientPool(timeout)
+    pool = ClientPool(timeout, stamped=config.stamped_transport)
     async with httpx.AsyncClient(timeout=timeout) as client:
         server_tok: ServerTokenizer | None = None
         if tokenizer is None and config.use_server_tokenizer:
