@@ -52,7 +52,6 @@ _WIRE_START_EVENTS = frozenset(
 )
 
 
-
 def stamped_transport_default() -> bool:
     """``StampedTransport`` unless ``BENCH_RUNNER_HTTP_TRANSPORT=httpx`` asks for httpx's own."""
     return os.environ.get("BENCH_RUNNER_HTTP_TRANSPORT", "stamped").strip().lower() != "httpx"
