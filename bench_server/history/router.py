@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from bench_server.catalog.repository import project_by_slug
 from bench_server.history.service import compare_commit, resolve_series_key, series
 from bench_server.kit.deps import AppDatabase
+from bench_server.kit.fastjson import json_response
 from bench_server.kit.paging import Page, listing_response
 from bench_server.models import Commit
 
@@ -43,8 +43,7 @@ def get_series(
             benchmark=benchmark,
             params_hash=params_hash,
         )
-        # Everything in a series is already plain JSON: skip jsonable_encoder's walk of 2,000 points.
-        return JSONResponse(series(session, key, with_samples=samples))
+        return json_response(series(session, key, with_samples=samples))
 
 
 @router.get("/commits/{sha}")
@@ -56,7 +55,7 @@ def get_commit(
 ) -> Any:
     """A commit's results beside its baseline (first parent, or the previous default-branch commit)."""
     with db.read_only() as session:
-        return compare_commit(session, project, sha, baseline)
+        return json_response(compare_commit(session, project, sha, baseline))
 
 
 @router.get("/commits")

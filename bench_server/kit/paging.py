@@ -12,11 +12,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from sqlalchemy import Select
 
 from bench_server.kit.db import Database
 from bench_server.kit.errors import InvalidInput
+from bench_server.kit.fastjson import json_response
 
 EXPORT_BATCH = 1000
 
@@ -110,8 +111,7 @@ def listing_response(
         with db.read_only() as session:
             rows = [to_row(r) for r in session.execute(query.limit(limit + 1))]
         next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
-        body = json.dumps({"items": rows[:limit], "next_cursor": next_cursor}, default=_json_default)
-        return Response(body, media_type="application/json")
+        return json_response({"items": rows[:limit], "next_cursor": next_cursor})
 
     def stream_rows() -> Iterator[Row]:
         # Its own session: the request's session is gone by the time the body streams.
