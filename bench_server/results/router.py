@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import Select, select
 
 from bench_server.auth.deps import IngestAuth
@@ -75,38 +76,54 @@ def post_results(payload: IngestIn, session: DbSession, _: IngestAuth, response:
     )
 
 
-def _filters(
-    query: Select[Any],
-    model: Any,
-    *,
-    project: str | None,
-    branch: str | None,
-    commit: str | None,
-    suite: str | None,
-    benchmark: str | None,
-    hardware_class: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> Select[Any]:
-    if project:
-        query = query.where(Project.slug == project)
-    if branch:
-        query = query.where(model.branch == branch)
-    if commit:
-        query = query.where(Commit.sha.startswith(commit.lower()))
-    if suite:
-        query = (
-            query.where(model.suite == suite) if model is Failure else query.where(Benchmark.suite == suite)
-        )
-    if benchmark:
-        query = query.where(Benchmark.name == benchmark)
-    if hardware_class:
-        query = query.where(HardwareClass.name == hardware_class)
-    if since:
-        query = query.where(model.created_at >= since)
-    if until:
-        query = query.where(model.created_at < until)
-    return query
+@dataclass(frozen=True)
+class RowFilters:
+    """The filters the results and failures listings share."""
+
+    project: str | None
+    branch: str | None
+    commit: str | None
+    suite: str | None
+    benchmark: str | None
+    hardware_class: str | None
+    since: datetime | None
+    until: datetime | None
+
+    def apply(self, query: Select[Any], model: Any) -> Select[Any]:
+        if self.project:
+            query = query.where(Project.slug == self.project)
+        if self.branch:
+            query = query.where(model.branch == self.branch)
+        if self.commit:
+            query = query.where(Commit.sha.startswith(self.commit.lower()))
+        if self.suite:
+            suite_column = model.suite if model is Failure else Benchmark.suite
+            query = query.where(suite_column == self.suite)
+        if self.benchmark:
+            query = query.where(Benchmark.name == self.benchmark)
+        if self.hardware_class:
+            query = query.where(HardwareClass.name == self.hardware_class)
+        if self.since:
+            query = query.where(model.created_at >= self.since)
+        if self.until:
+            query = query.where(model.created_at < self.until)
+        return query
+
+
+def row_filters(
+    project: str | None = None,
+    branch: str | None = None,
+    commit: Annotated[str | None, Query(description="commit sha or a prefix of it")] = None,
+    suite: str | None = None,
+    benchmark: str | None = None,
+    hardware_class: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> RowFilters:
+    return RowFilters(project, branch, commit, suite, benchmark, hardware_class, since, until)
+
+
+Filters = Annotated[RowFilters, Depends(row_filters)]
 
 
 @router.get("/results")
@@ -114,15 +131,8 @@ def list_results(
     request: Request,
     db: AppDatabase,
     page: Page,
-    project: str | None = None,
-    branch: str | None = None,
-    commit: str | None = Query(None, description="commit sha or a prefix of it"),
-    suite: str | None = None,
-    benchmark: str | None = None,
+    filters: Filters,
     metric: str | None = None,
-    hardware_class: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     samples: bool = Query(False, description="include raw samples"),
 ) -> Any:
     """Results, newest first, with filters and cursor paging; `?format=csv` exports."""
@@ -154,18 +164,7 @@ def list_results(
         .join(HardwareClass, HardwareClass.id == Result.hardware_class_id)
         .join(Machine, Machine.id == Result.machine_id)
     )
-    query = _filters(
-        query,
-        Result,
-        project=project,
-        branch=branch,
-        commit=commit,
-        suite=suite,
-        benchmark=benchmark,
-        hardware_class=hardware_class,
-        since=since,
-        until=until,
-    )
+    query = filters.apply(query, Result)
     if metric:
         query = query.where(Metric.name == metric)
 
@@ -185,15 +184,8 @@ def list_failures(
     request: Request,
     db: AppDatabase,
     page: Page,
-    project: str | None = None,
-    branch: str | None = None,
-    commit: str | None = None,
-    suite: str | None = None,
-    benchmark: str | None = None,
-    hardware_class: str | None = None,
+    filters: Filters,
     failure_class: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
 ) -> Any:
     """Failures (benchmarks that produced no numbers), newest first."""
     query = (
@@ -217,18 +209,7 @@ def list_failures(
         .outerjoin(Benchmark, Benchmark.id == Failure.benchmark_id)
         .join(HardwareClass, HardwareClass.id == Failure.hardware_class_id)
     )
-    query = _filters(
-        query,
-        Failure,
-        project=project,
-        branch=branch,
-        commit=commit,
-        suite=suite,
-        benchmark=benchmark,
-        hardware_class=hardware_class,
-        since=since,
-        until=until,
-    )
+    query = filters.apply(query, Failure)
     if failure_class:
         query = query.where(Failure.failure_class == failure_class)
     return listing_response(
