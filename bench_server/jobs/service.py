@@ -288,11 +288,7 @@ def finish_job(
     if current is not None and current.runner_id == runner_id and current.state == state:
         return current  # a retried finish
     job = _held(session, job_id, runner_id)
-    job.state = state
-    job.failure_class = failure_class if state != "succeeded" else None
-    job.message = message
-    job.finished_at = utcnow()
-    job.lease_expires_at = None
+    _close(job, state, failure_class if state != "succeeded" else None, message, utcnow())
     _notify(session, ctx, job)
     return job
 
@@ -301,6 +297,15 @@ def release_job(session: Session, job_id: int, runner_id: int) -> Job:
     job = _held(session, job_id, runner_id)
     _requeue(job, f"released by runner {runner_id} (attempt {job.attempt})")
     return job
+
+
+def _close(job: Job, state: str, failure_class: str | None, message: str | None, now: datetime) -> None:
+    """Put a job in a final state; the lease goes with it."""
+    job.state = state
+    job.failure_class = failure_class
+    job.message = message
+    job.finished_at = now
+    job.lease_expires_at = None
 
 
 def _requeue(job: Job, why: str) -> None:
@@ -320,10 +325,7 @@ def cancel_job(session: Session, ctx: TaskContext, job_id: int, why: str | None)
         return job
     if job.state in FINAL_JOB_STATES:
         raise Conflict(f"job {job_id} already finished ({job.state})", code="job_finished")
-    job.state = "cancelled"
-    job.message = why or "cancelled"
-    job.finished_at = utcnow()
-    job.lease_expires_at = None
+    _close(job, "cancelled", job.failure_class, why or "cancelled", utcnow())
     _notify(session, ctx, job)
     return job
 
@@ -367,20 +369,18 @@ def reap(session: Session, ctx: TaskContext, now: datetime | None = None) -> Rea
             # The runner delivered its results (perhaps from its spool after an outage) but its
             # finish never arrived: close the job from what it delivered rather than run it again.
             failed = any(f for _, f in batches) and not any(r for r, _ in batches)
-            job.state = "failed" if failed else "succeeded"
-            job.failure_class = "crash" if failed else None
-            job.message = f"closed by the server: results arrived from {who} but its finish did not"
-            job.finished_at = now
-            job.lease_expires_at = None
+            _close(
+                job,
+                "failed" if failed else "succeeded",
+                "crash" if failed else None,
+                f"closed by the server: results arrived from {who} but its finish did not",
+                now,
+            )
             report.finished.append(job.id)
             _notify(session, ctx, job)
         elif job.attempt >= job.max_attempts:
             msg = f"lease expired on {who} at attempt {job.attempt} of {job.max_attempts}; giving up"
-            job.state = "failed"
-            job.failure_class = "runner_lost"
-            job.message = msg
-            job.finished_at = now
-            job.lease_expires_at = None
+            _close(job, "failed", "runner_lost", msg, now)
             session.add(_failure_row(job, "runner_lost", msg))
             report.failed.append(job.id)
             _notify(session, ctx, job)
@@ -389,11 +389,7 @@ def reap(session: Session, ctx: TaskContext, now: datetime | None = None) -> Rea
             report.requeued.append(job.id)
     for job in repo.overdue_jobs(session, now - timedelta(seconds=ctx.settings.job_timeout_s)):
         msg = f"running for more than {ctx.settings.job_timeout_s:.0f} s"
-        job.state = "timed_out"
-        job.failure_class = "timeout"
-        job.message = msg
-        job.finished_at = now
-        job.lease_expires_at = None
+        _close(job, "timed_out", "timeout", msg, now)
         session.add(_failure_row(job, "timeout", msg))
         report.timed_out.append(job.id)
         _notify(session, ctx, job)
