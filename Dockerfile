@@ -10,8 +10,9 @@ COPY bench_server ./bench_server
 COPY web ./web
 COPY migrations ./migrations
 COPY ci ./ci
+COPY formats ./formats
 COPY runners ./runners
-RUN pip install . ./runners
+RUN pip install ./formats . ./runners
 
 RUN useradd --create-home bench
 USER bench

@@ -1,11 +1,11 @@
-"""`POST /api/v1/imports`: upload a file, parsed by the runner package's importers."""
+"""`POST /api/v1/imports`: upload a file, parsed by the shared importers in bench_formats."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Annotated, Any
 
-from bench_runner.importers import FORMATS, ImportFormatError, parse
+from bench_formats import FORMATS, ImportFormatError, parse
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import ValidationError
 

@@ -1,7 +1,9 @@
 """Collective definitions, size sweeps, bandwidth formulas and the nccl-tests text layout.
 
-Everything here is pure Python (no torch), so the importer and the tests can use it without a
-distributed backend. Definitions follow NVIDIA nccl-tests (see METRICS.md):
+Everything here is pure Python (no torch), so the tests can use it without a distributed backend.
+The sweep's data types and the bus factor live in `bench_formats.collectives`, which the
+nccl-tests importer shares; they are re-exported here for the harness. Definitions follow NVIDIA
+nccl-tests (see METRICS.md):
 
 - algbw = S / 1e9 / t, with S the printed size in bytes and t the time per operation in seconds;
 - busbw = algbw x factor: all_reduce 2(n-1)/n; reduce_scatter, all_gather, alltoall (n-1)/n;
@@ -13,8 +15,12 @@ distributed backend. Definitions follow NVIDIA nccl-tests (see METRICS.md):
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from bench_formats.collectives import CollectiveRun as CollectiveRun
+from bench_formats.collectives import PlacementResult as PlacementResult
+from bench_formats.collectives import SizeRow as SizeRow
+from bench_formats.collectives import bus_factor as bus_factor
 
 # --------------------------------------------------------------------------------------------
 # Collectives
@@ -40,34 +46,6 @@ COLLECTIVES: dict[str, CollectiveSpec] = {
     "alltoall": CollectiveSpec("alltoall", "none", -1, True, in_place_checked=False),
     "broadcast": CollectiveSpec("broadcast", "none", 0, False),
 }
-
-# Collectives we can read from nccl-tests logs but do not run ourselves.
-KNOWN_FACTOR_NAMES = (
-    "all_reduce",
-    "all_gather",
-    "reduce_scatter",
-    "alltoall",
-    "broadcast",
-    "reduce",
-    "sendrecv",
-    "gather",
-    "scatter",
-    "hypercube",
-)
-
-
-def bus_factor(collective: str, nranks: int) -> float:
-    """The nccl-tests bus bandwidth factor for `collective` over `nranks` ranks."""
-    if nranks < 1:
-        raise ValueError(f"nranks must be >= 1, got {nranks}")
-    n = float(nranks)
-    if collective == "all_reduce":
-        return 2.0 * (n - 1.0) / n
-    if collective in ("all_gather", "reduce_scatter", "alltoall", "gather", "scatter", "hypercube"):
-        return (n - 1.0) / n
-    if collective in ("broadcast", "reduce", "sendrecv"):
-        return 1.0
-    raise ValueError(f"unknown collective {collective!r}")
 
 
 def algbw_gbs(size_bytes: int, time_s: float) -> float:
@@ -172,86 +150,6 @@ def plan_size(collective: str, requested_bytes: int, dtype: str, nranks: int) ->
             return SizePlan(requested_bytes, per, size, per * nranks, per)
         return SizePlan(requested_bytes, per, size, per * nranks, per * nranks)  # alltoall
     return SizePlan(requested_bytes, total, total * tsize, total, total)
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class PlacementResult:
-    """One half of a row: out-of-place or in-place."""
-
-    time_us: float
-    algbw: float
-    busbw: float
-    wrong: int | None  # None prints as N/A (not checked)
-    error: float | None = None  # legacy nccl-tests `error` column (max abs deviation)
-
-
-@dataclass
-class SizeRow:
-    size: int
-    count: int
-    type: str
-    redop: str
-    root: int | None
-    out_of_place: PlacementResult | None
-    in_place: PlacementResult | None
-
-    def placements(self) -> list[tuple[str, PlacementResult]]:
-        out = []
-        if self.out_of_place is not None:
-            out.append(("out_of_place", self.out_of_place))
-        if self.in_place is not None:
-            out.append(("in_place", self.in_place))
-        return out
-
-
-@dataclass
-class CollectiveRun:
-    """One collective's sweep, as our harness measures it or as a nccl-tests log prints it."""
-
-    collective: str
-    nranks: int
-    dtype: str
-    rows: list[SizeRow] = field(default_factory=list)
-    avg_busbw: float | None = None  # as printed (or computed for our own runs)
-    warmup_iters: int | None = None
-    iters: int | None = None
-    min_bytes: int | None = None
-    max_bytes: int | None = None
-    step_factor: int | None = None
-    step_bytes: int | None = None
-    backend: str | None = None
-    devices: list[dict[str, Any]] = field(default_factory=list)
-    out_of_bounds: int | None = None
-    version: str | None = None
-    legacy_error_column: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def busbw_values(self) -> list[float]:
-        return [p.busbw for row in self.rows for _, p in row.placements()]
-
-    def computed_avg_busbw(self) -> float:
-        values = self.busbw_values()
-        return sum(values) / len(values) if values else 0.0
-
-    def total_wrong(self) -> int:
-        return sum(p.wrong or 0 for row in self.rows for _, p in row.placements())
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CollectiveRun:
-        rows = []
-        for r in data.get("rows", []):
-            oop = PlacementResult(**r["out_of_place"]) if r.get("out_of_place") else None
-            ip = PlacementResult(**r["in_place"]) if r.get("in_place") else None
-            rows.append(SizeRow(r["size"], r["count"], r["type"], r["redop"], r.get("root"), oop, ip))
-        fields = {k: v for k, v in data.items() if k != "rows" and k in cls.__dataclass_fields__}
-        return cls(rows=rows, **fields)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import FORMATS, ImportFormatError, parse
+from bench_formats import FORMATS, ImportFormatError, parse
 
 
 def register(subparsers: Any) -> None:

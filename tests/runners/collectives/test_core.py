@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bench_formats.nccl_tests import parse_runs
 from bench_runner.collectives.core import (
     CollectiveRun,
     PlacementResult,
@@ -15,7 +16,6 @@ from bench_runner.collectives.core import (
     size_sweep,
 )
 from bench_runner.collectives.records import run_to_records
-from bench_runner.importers.nccl_tests import parse_runs
 
 
 def test_parse_size_suffixes() -> None:

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_formats import parse
+from bench_formats.nccl_tests import parse_runs
 from bench_runner.cli import main as cli_main
 from bench_runner.collectives.core import bus_factor
 from bench_runner.collectives.launcher import run_local
 from bench_runner.collectives.overhead import measure_busbw_ratio
 from bench_runner.collectives.records import run_to_records
-from bench_runner.importers import parse
-from bench_runner.importers.nccl_tests import parse_runs
 
 pytest.importorskip("torch")
 

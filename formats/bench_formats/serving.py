@@ -8,8 +8,8 @@ import re
 import statistics
 from typing import Any
 
-from ..records import Direction, FailureRecord, ResultRecord
 from .base import ImportFormatError, ImportOutcome, merge_duplicates, num
+from .records import Direction, FailureRecord, ResultRecord
 
 SUITE = "serving"
 _LAT = re.compile(r"^(mean|median|std|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el)_ms$")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import FailureRecord, ResultRecord
+from .records import FailureRecord, ResultRecord
 
 
 class ImportFormatError(ValueError):

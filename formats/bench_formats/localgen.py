@@ -12,8 +12,8 @@ import re
 import statistics
 from typing import Any
 
-from ..records import Direction, FailureRecord, ResultRecord
 from .base import ImportFormatError, ImportOutcome, merge_duplicates, num
+from .records import Direction, FailureRecord, ResultRecord
 
 SUITE = "local_generation"
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
-from bench_runner.collectives.core import bus_factor
-from bench_runner.importers import ImportFormatError, detect_format, parse
-from bench_runner.importers.nccl_tests import parse_runs
+from bench_formats import ImportFormatError, detect_format, parse
+from bench_formats.collectives import bus_factor
+from bench_formats.nccl_tests import parse_runs
 
-REPO = Path(__file__).resolve().parents[3]
-DATA = Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data")) / "nccl_tests"
+from tests.conftest import SHARED_DATA
+
+DATA = SHARED_DATA / "nccl_tests"
 GOOD = sorted(p for p in DATA.glob("*.txt") if not p.name.startswith("FAILED"))
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")

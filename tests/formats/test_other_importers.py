@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
-from pathlib import Path
 
 import pytest
-from bench_runner.importers import ImportFormatError, detect_format, parse
+from bench_formats import ImportFormatError, detect_format, parse
 
-REPO = Path(__file__).resolve().parents[3]
-DATA = Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.conftest import SHARED_DATA
+
+DATA = SHARED_DATA
 VLLM = DATA / "vllm_bench"
 LLAMA = DATA / "llama_bench"
 MLX = DATA / "mlx"

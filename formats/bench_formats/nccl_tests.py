@@ -13,10 +13,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..collectives.core import KNOWN_FACTOR_NAMES, CollectiveRun, PlacementResult, SizeRow, bus_factor
-from ..collectives.records import run_to_records
-from ..records import FailureClass, FailureRecord
 from .base import ImportFormatError, ImportOutcome
+from .collectives import (
+    KNOWN_FACTOR_NAMES,
+    CollectiveRun,
+    PlacementResult,
+    SizeRow,
+    bus_factor,
+    run_to_records,
+)
+from .records import FailureClass, FailureRecord
 
 _TAG = re.compile(r"^\[\d+,\d+\]<(?:stdout|stderr)>:")
 _STARTING = re.compile(r"^#\s*Collective test starting:\s*(\S+)")
