@@ -9,7 +9,6 @@ COPY pyproject.toml alembic.ini ./
 COPY bench_server ./bench_server
 COPY web ./web
 COPY migrations ./migrations
-COPY ci ./ci
 COPY formats ./formats
 COPY runners ./runners
 RUN pip install ./formats . ./runners
