@@ -102,8 +102,8 @@ def test_multi_collective_log_and_na_in_place() -> None:
         "sendrecv",
     ]
     a2a = runs[3]
-    assert all(row.in_place.wrong is None for row in a2a.rows)  # printed N/A
-    assert all(row.out_of_place.wrong == 0 for row in a2a.rows)
+    assert all(row.in_place is not None and row.in_place.wrong is None for row in a2a.rows)  # printed N/A
+    assert all(row.out_of_place is not None and row.out_of_place.wrong == 0 for row in a2a.rows)
     first = runs[0].rows[0]
     assert (first.size, first.count, first.type, first.redop, first.root) == (
         33554432,
@@ -120,9 +120,11 @@ def test_legacy_error_column_mpi_tagged_log() -> None:
     assert not failures and len(runs) == 1
     run = runs[0]
     assert run.legacy_error_column and run.collective == "all_reduce" and run.nranks == 16
-    assert run.rows[0].root is None and run.rows[0].out_of_place.error == pytest.approx(2e-7)
+    first, last = run.rows[0].out_of_place, run.rows[-1].out_of_place
+    assert first is not None and last is not None
+    assert run.rows[0].root is None and first.error == pytest.approx(2e-7)
     assert len(run.rows) == 30 and run.rows[-1].size == 4294967296
-    assert run.rows[-1].out_of_place.busbw == pytest.approx(43.81)
+    assert last.busbw == pytest.approx(43.81)
     assert run.avg_busbw == pytest.approx(11.2432)
     assert detect_format(path.read_text(), path.name) == "nccl-tests"
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import statistics
+from typing import Any
 
 import pytest
-from bench_formats import ImportFormatError, detect_format, parse
+from bench_formats import ImportFormatError, ImportOutcome, detect_format, parse
 
 from tests.conftest import SHARED_DATA
 
@@ -18,7 +19,7 @@ MLX = DATA / "mlx"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
 
 
-def _values(outcome, metric, **params):  # type: ignore[no-untyped-def]
+def _values(outcome: ImportOutcome, metric: str, **params: Any) -> list[float]:
     return [
         r.value
         for r in outcome.results
@@ -26,7 +27,7 @@ def _values(outcome, metric, **params):  # type: ignore[no-untyped-def]
     ]
 
 
-def _one(outcome, metric, **params):  # type: ignore[no-untyped-def]
+def _one(outcome: ImportOutcome, metric: str, **params: Any) -> float:
     vals = _values(outcome, metric, **params)
     assert len(vals) == 1, (metric, params, vals)
     return vals[0]
