@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install the project. Humans and CI run the same script.
-#   scripts/install.sh          server + runner + test tools + reference engine + torch (CPU)
+#   scripts/install.sh          server + runner + CI client + test tools + reference engine + torch (CPU)
 #   scripts/install.sh server   only what the API server and the demo's store need
 # formats/ (bench-formats) is not on PyPI: it is installed from here beside the server and runner.
 set -euo pipefail
@@ -36,7 +36,7 @@ else
   # pip keeps the built wheel in its cache (~/.cache/pip), so later installs take seconds.
   echo "== installing the server, the runner with the reference engine, and the test tools"
   echo "   (the first install compiles llama.cpp: about 12 minutes; later ones reuse pip's wheel cache)"
-  "${PIP[@]}" install -q -e formats -e '.[dev]' -e 'runners[engine,nvidia]' "torch==2.13.0"
+  "${PIP[@]}" install -q -e formats -e '.[dev]' -e 'runners[engine,nvidia]' -e ci "torch==2.13.0"
 fi
 echo "$inputs" > "$stamp"
 echo "== installed ($what)"

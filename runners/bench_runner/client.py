@@ -1,19 +1,21 @@
 """HTTP client for the runner <-> server contract (docs/api-contract.md), over httpx.
 
-Connection errors and 5xx answers are retried with exponential backoff (plus jitter); if the
-server is still unreachable, `ServerUnavailable` is raised (the caller spools or waits).
-A 4xx answer raises a `ClientError` subclass carrying the server's `{"error", "detail"}`.
+Connection errors and 5xx answers are retried with exponential backoff (plus jitter) by
+tenacity, re-sending the very same request, so a batch re-sent after a lost answer keeps its
+idempotency key; if the server is still unreachable, `ServerUnavailable` is raised (the caller
+spools or waits). A 4xx answer raises a `ClientError` subclass carrying the server's
+`{"error", "detail"}`, without a retry. bench_ci's client applies the same policy.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import tenacity
 
 from . import __version__
 
@@ -108,6 +110,32 @@ class Job:
         return str(self.commit["sha"])
 
 
+def _server_error(response: httpx.Response) -> bool:
+    return response.status_code >= 500
+
+
+def _last_outcome(state: tenacity.RetryCallState) -> Any:
+    """Out of attempts: the last answer (a 5xx), or the last connection error raised again."""
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
+def retry_policy(
+    attempts: int, backoff: float, max_backoff: float, sleep: Callable[[float], None] = time.sleep
+) -> tenacity.Retrying:
+    """Up to `attempts` tries while the connection fails or the server answers 5xx, waiting
+    `backoff` x 2^n (at most `max_backoff`) plus up to `backoff` of jitter between them."""
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=backoff, max=max_backoff)
+        + tenacity.wait_random(0, backoff),
+        retry=tenacity.retry_if_exception_type(httpx.TransportError)
+        | tenacity.retry_if_result(_server_error),
+        retry_error_callback=_last_outcome,
+        sleep=sleep,
+    )
+
+
 def api_base(url: str) -> str:
     """ "https://bench.example.org" -> "https://bench.example.org/api/v1"."""
     url = url.rstrip("/")
@@ -165,10 +193,6 @@ class BenchClient:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _delay(self, attempt: int) -> float:
-        base = min(self.max_backoff, self.backoff * (2**attempt))
-        return base * (0.5 + random.random() / 2)
-
     def request(
         self,
         method: str,
@@ -182,32 +206,33 @@ class BenchClient:
         retries: int | None = None,
     ) -> httpx.Response:
         """Send with retries on connection errors and 5xx; raise ClientError on 4xx."""
+        # Built once, so every attempt sends the same bytes.
+        request = self._http.build_request(
+            method,
+            path,
+            json=json,
+            content=content,
+            headers=headers,
+            params=params,
+            timeout=self.timeout if timeout is None else timeout,
+        )
         attempts = (self.retries if retries is None else retries) + 1
-        last: str = ""
-        status: int | None = None
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self._delay(attempt - 1))
-            try:
-                resp = self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    content=content,
-                    headers=headers,
-                    params=params,
-                    timeout=self.timeout if timeout is None else timeout,
-                )
-            except httpx.TransportError as exc:
-                last, status = f"{type(exc).__name__}: {exc}", None
-                continue
-            if resp.status_code >= 500:
-                last, status = f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code
-                continue
-            if resp.status_code >= 400:
-                raise self._client_error(resp, method, path)
-            return resp
-        raise ServerUnavailable(f"{method} {self.base_url}{path}: {last} (after {attempts} attempts)", status)
+        policy = retry_policy(attempts, self.backoff, self.max_backoff, self._sleep)
+        where = f"{method} {self.base_url}{path}"
+        try:
+            resp: httpx.Response = policy(self._http.send, request)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(
+                f"{where}: {type(exc).__name__}: {exc} (after {attempts} attempts)"
+            ) from exc
+        if resp.status_code >= 500:
+            raise ServerUnavailable(
+                f"{where}: HTTP {resp.status_code}: {resp.text[:200]} (after {attempts} attempts)",
+                resp.status_code,
+            )
+        if resp.status_code >= 400:
+            raise self._client_error(resp, method, path)
+        return resp
 
     @staticmethod
     def _client_error(resp: httpx.Response, method: str, path: str) -> ClientError:

@@ -28,14 +28,29 @@ def test_api_base() -> None:
     assert api_base("https://b.example.org/api/v1/") == "https://b.example.org/api/v1"
 
 
-def test_retries_5xx_then_succeeds(server: FakeServer) -> None:
+def test_retries_5xx_then_succeeds_resending_the_same_batch(server: FakeServer) -> None:
     server.state.unavailable = 2
     sleeps: list[float] = []
+    batch = {"idempotency_key": "k1", "results": [{"metric": "x", "value": 1.0}]}
     with BenchClient(server.url, "runner-token", retries=3, backoff=0.01, sleep=sleeps.append) as c:
-        answer = c.post_results({"idempotency_key": "k1", "results": []})
+        answer = c.post_results(batch)
     assert answer["duplicate"] is False
+    sent = server.state.seen("POST", "/api/v1/results")
+    assert len(sent) == 3
+    assert {s.body for s in sent} == {sent[0].body} and sent[0].json() == batch  # the same key each time
+    # backoff grows: 0.01 x 2^n plus up to 0.01 of jitter
+    assert len(sleeps) == 2 and 0.01 <= sleeps[0] <= 0.02 and 0.02 <= sleeps[1] <= 0.03
+
+
+def test_5xx_that_lasts_raises_server_unavailable(server: FakeServer) -> None:
+    server.state.unavailable = 10
+    with (
+        BenchClient(server.url, "runner-token", retries=2, backoff=0.001, max_backoff=0.002) as c,
+        pytest.raises(ServerUnavailable, match="HTTP 503.*3 attempts") as info,
+    ):
+        c.post_results({"idempotency_key": "k"})
+    assert info.value.status == 503
     assert len(server.state.seen("POST", "/api/v1/results")) == 3
-    assert len(sleeps) == 2 and sleeps[1] >= sleeps[0] * 0.5  # backoff grows (with jitter)
 
 
 def test_connection_refused_raises_server_unavailable() -> None:
@@ -44,9 +59,28 @@ def test_connection_refused_raises_server_unavailable() -> None:
     srv.stop()
     with (
         BenchClient(url, "t", retries=2, backoff=0.01) as c,
-        pytest.raises(ServerUnavailable, match="3 attempts"),
+        pytest.raises(ServerUnavailable, match="ConnectError.*3 attempts"),
     ):
         c.post_results({"idempotency_key": "k"})
+
+
+def test_connection_refused_is_retried_until_the_server_is_back() -> None:
+    srv = FakeServer().start()
+    srv.stop()  # down; it comes back on the same port while the client waits to retry
+    sleeps: list[float] = []
+
+    def wait_and_restart(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            srv.start()
+
+    try:
+        with BenchClient(srv.url, "runner-token", retries=4, backoff=0.001, sleep=wait_and_restart) as c:
+            answer = c.post_results({"idempotency_key": "k-outage", "results": []})
+    finally:
+        srv.stop()
+    assert answer["duplicate"] is False and len(sleeps) == 2  # two refused, the third stored
+    assert [s.json()["idempotency_key"] for s in srv.state.seen("POST", "/api/v1/results")] == ["k-outage"]
 
 
 def test_4xx_raise_typed_errors_with_body(server: FakeServer) -> None:
