@@ -28,7 +28,7 @@ def _server_error(response: httpx.Response) -> bool:
 
 def _last_outcome(state: tenacity.RetryCallState) -> Any:
     """Out of attempts: the last answer (a 5xx), or the last connection error raised again."""
-    assert state.outcome is not None
+    assert state.outcome is not None  # tenacity calls back only after an attempt
     return state.outcome.result()
 
 
