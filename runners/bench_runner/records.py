@@ -11,11 +11,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Direction = Literal["higher", "lower"]
-FailureClass = Literal[
-    "setup", "engine_start", "timeout", "oom", "crash", "wrong_result", "runner_lost"
-]
+FailureClass = Literal["setup", "engine_start", "timeout", "oom", "crash", "wrong_result", "runner_lost"]
 FAILURE_CLASSES: tuple[str, ...] = (
-    "setup", "engine_start", "timeout", "oom", "crash", "wrong_result", "runner_lost",
+    "setup",
+    "engine_start",
+    "timeout",
+    "oom",
+    "crash",
+    "wrong_result",
+    "runner_lost",
 )
 
 

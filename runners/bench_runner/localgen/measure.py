@@ -188,7 +188,7 @@ def measure_in_process(
         tokens = llm.tokenize(text.encode(), add_bos=True)[:prompt_len]
         if len(tokens) < prompt_len:
             raise ValueError(f"corpus too short for {prompt_len} tokens")
-        llm.reset()
+        llm.reset()  # type: ignore[no-untyped-call]  # llama_cpp leaves it unannotated
         t0 = time.perf_counter()
         times: list[float] = []
         # generate() evaluates the prompt, then yields one sampled token per step; the caller

@@ -37,7 +37,16 @@ from ..process import classify_exit
 from ..records import FailureRecord, ResultRecord
 from ..suite import BenchmarkContext, BenchmarkFailure, BenchmarkSpec, register_kind, run_command
 from ..suite.kit import EngineFlavour, engine_url, engine_watch, resolve_flavour, run_bounded
-from ..suite.options import HttpUrl, IntSweep, NonNegativeInt, PositiveInt, Strings, Table, invalid, read_options
+from ..suite.options import (
+    HttpUrl,
+    IntSweep,
+    NonNegativeInt,
+    PositiveInt,
+    Strings,
+    Table,
+    invalid,
+    read_options,
+)
 from .measure import GenResult, GenSample, measure_server
 
 KIND = "local-gen"
@@ -79,7 +88,9 @@ class LocalGenOptions(Table):
             other = "in-process" if self.mode == "server" else "server"
             raise invalid(wrong[0], f'only for mode = "{other}"')
         if min(self.gen_len) < 2:
-            raise invalid("gen_len", f"must be at least 2 (generation speed needs two tokens), got {self.gen_len}")
+            raise invalid(
+                "gen_len", f"must be at least 2 (generation speed needs two tokens), got {self.gen_len}"
+            )
         return self
 
     @property
