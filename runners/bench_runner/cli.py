@@ -13,7 +13,7 @@ import sys
 # Modules that contribute subcommands; each has `register(subparsers) -> None`.
 SUBCOMMAND_MODULES: list[str] = [
     "bench_runner.serving.cli",
-    "bench_runner.localgen",
+    "bench_runner.localgen.cli",
     "bench_runner.detect",
     "bench_runner.agent",
     "bench_runner.collectives.cli",

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 ENV_CONFIG = "BENCH_RUNNER_CONFIG"
 
 
@@ -81,23 +83,6 @@ class RunnerConfig:
         return cls(**data)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to the config file")
-
-
-def dumps_toml(data: dict[str, Any]) -> str:
-    """Flat key = value TOML (all the config needs)."""
-    return "".join(f"{key} = {_toml_value(value)}\n" for key, value in data.items())
-
-
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by the owner only (0600), atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -118,7 +103,7 @@ def write_private(path: Path, text: str) -> None:
 def save_config(config: RunnerConfig, path: str | Path | None = None) -> Path:
     target = Path(path).expanduser() if path else default_config_path()
     data = config.to_dict()
-    text = json.dumps(data, indent=2) + "\n" if target.suffix == ".json" else dumps_toml(data)
+    text = json.dumps(data, indent=2) + "\n" if target.suffix == ".json" else tomli_w.dumps(data)
     write_private(target, text)
     return target
 

@@ -13,20 +13,21 @@ Command building is pure and tested; only `launch` starts processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..process import classify_exit, describe_returncode, spawn_group, stop_group
+from ..process import free_port as free_port  # re-exported: the CLI and overhead.py start ranks with it
 from .core import CollectiveRun
 from .worker import JSON_MARKER
 
@@ -34,12 +35,16 @@ WORKER_MODULE = "bench_runner.collectives.worker"
 
 
 class LaunchError(RuntimeError):
-    """A rank failed or the run timed out; `failure_class` is a FailureRecord class."""
+    """A rank failed (`crash`, or `oom`) or the run ran out of time (`timeout`); `stderr` holds
+    the end of every rank's stderr."""
 
-    def __init__(self, message: str, failure_class: str = "crash", log_excerpt: str = "") -> None:
+    def __init__(
+        self, message: str, failure_class: str, log_excerpt: str = "", stderr: dict[int, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.failure_class = failure_class
         self.log_excerpt = log_excerpt
+        self.stderr = stderr or {}
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,6 @@ def read_hostfile(path: str | Path) -> list[HostSpec]:
         spec = parse_hosts(parts[0])[0]
         hosts.append(HostSpec(spec.name, spec.addr, slots if len(parts) > 1 else spec.slots))
     return hosts
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -213,62 +212,66 @@ class LaunchResult:
     seconds: float
 
 
-def launch(commands: list[RankCommand], *, timeout: float = 300.0) -> LaunchResult:
-    """Start every rank, wait for all; raise LaunchError on a failed rank or timeout."""
+def launch(
+    commands: list[RankCommand],
+    *,
+    timeout: float = 300.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    stop: threading.Event | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+) -> LaunchResult:
+    """Start every rank (each in its own process group), wait for all.
+
+    A rank that exits non-zero stops the others -> LaunchError `crash` (or `oom`); not done
+    within `timeout` seconds, or `stop` set -> LaunchError `timeout`. Ranks get `env` (default:
+    this process's environment) plus their own variables; their output is kept in a temporary
+    directory under `workdir`.
+    """
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-collectives-") as tmp:
+    deadline = t0 + timeout
+    base_env = os.environ if env is None else env
+    with tempfile.TemporaryDirectory(prefix="bench-collectives-", dir=workdir) as tmp:
         procs: list[tuple[RankCommand, subprocess.Popen[bytes], Path, Path]] = []
+        failed: tuple[int, int] | None = None
+        out_of_time = False
         try:
             for cmd in commands:
-                out_path = Path(tmp) / f"rank{cmd.rank}.out"
-                err_path = Path(tmp) / f"rank{cmd.rank}.err"
-                env = {**os.environ, **cmd.env}
+                out_path, err_path = Path(tmp) / f"rank{cmd.rank}.out", Path(tmp) / f"rank{cmd.rank}.err"
                 with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
-                    proc = subprocess.Popen(
-                        cmd.argv, stdout=out_f, stderr=err_f, env=env, start_new_session=True
+                    proc = spawn_group(
+                        cmd.argv, stdout=out_f, stderr=err_f, env={**base_env, **cmd.env}, cwd=cwd
                     )
                 procs.append((cmd, proc, out_path, err_path))
-            deadline = t0 + timeout
-            failed: list[int] = []
-            pending = list(procs)
-            while pending:
-                still = []
-                for item in pending:
-                    rc = item[1].poll()
-                    if rc is None:
-                        still.append(item)
-                    elif rc != 0:
-                        failed.append(item[0].rank)
-                pending = still
-                if failed or time.monotonic() > deadline:
+            while True:
+                codes = [(cmd.rank, proc.poll()) for cmd, proc, _, _ in procs]
+                failed = next(((r, rc) for r, rc in codes if rc not in (None, 0)), None)
+                if failed is not None or all(rc == 0 for _, rc in codes):
+                    break
+                if (stop is not None and stop.is_set()) or time.monotonic() >= deadline:
+                    out_of_time = True
                     break
                 time.sleep(0.05)
-            timed_out = bool(pending) and not failed
         finally:
             for _, proc, _, _ in procs:
-                if proc.poll() is None:
-                    _kill(proc)
-        stderr = {cmd.rank: err.read_text(errors="replace")[-4000:] for cmd, _, _, err in procs}
+                stop_group(proc, grace=5.0)
+        stderr = {cmd.rank: err.read_text(errors="replace")[-8000:] for cmd, _, _, err in procs}
         rank0 = next((out.read_text(errors="replace") for cmd, _, out, _ in procs if cmd.rank == 0), "")
         rcs = [proc.returncode for _, proc, _, _ in procs]
-    if failed or timed_out:
-        first = failed[0] if failed else 0
-        excerpt = stderr.get(first, "")[-2000:]
-        if timed_out:
-            raise LaunchError(f"collectives run timed out after {timeout:.0f} s", "timeout", excerpt)
-        last = next((ln for ln in reversed(excerpt.splitlines()) if ln.strip()), "")
-        raise LaunchError(f"rank {first} exited with code {rcs[first]}: {last}", "crash", excerpt)
+    if failed is not None:
+        rank, rc = failed
+        text = stderr.get(rank, "")
+        last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
+        raise LaunchError(
+            f"rank {rank} failed ({describe_returncode(rc)}): {last}"[:2000],
+            classify_exit(rc, text),
+            text[-4000:],
+            stderr,
+        )
+    if out_of_time:
+        why = "stopped" if stop is not None and stop.is_set() else f"timed out after {timeout:.0f} s"
+        raise LaunchError(f"collectives run {why}", "timeout", stderr.get(0, "")[-2000:], stderr)
     return LaunchResult(rank0, rcs, stderr, time.monotonic() - t0)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired, PermissionError):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def split_output(stdout: str) -> tuple[str, list[CollectiveRun]]:

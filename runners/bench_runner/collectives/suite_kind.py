@@ -1,8 +1,8 @@
 """`kind = "collectives"` in a suite: nccl-tests style bandwidth sweeps (gloo, NCCL or MLX).
 
 A thin adapter over `bench-runner collectives`: the same worker, launcher and records, driven
-from the benchmark's settings, which sit in `[benchmark.params]` or beside the common keys
-(not both):
+from the benchmark's settings (`CollectivesOptions`), which sit in `[benchmark.params]` or
+beside the common keys (not both):
 
 | key | default | meaning (`bench-runner collectives` option) |
 | --- | --- | --- |
@@ -33,56 +33,136 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from ..process import classify_exit, describe_returncode, free_port
 from ..records import FailureRecord, ResultRecord
-from ..serving.suite_kind import Settings
 from ..suite import BenchmarkContext, BenchmarkFailure, BenchmarkSpec, register_kind, run_command
+from ..suite.options import NonNegativeInt, PositiveInt, Strings, Table, invalid, read_options
 from .core import COLLECTIVES, CollectiveRun, normalize_dtype, parse_size, size_sweep
-from .launcher import HostSpec, RankCommand, _kill, build_rank_commands, free_port, parse_hosts, read_hostfile
+from .launcher import (
+    HostSpec,
+    LaunchError,
+    RankCommand,
+    build_rank_commands,
+    launch,
+    parse_hosts,
+    read_hostfile,
+)
 from .records import run_to_records
 from .worker import JSON_MARKER
 
 KIND = "collectives"
-BACKENDS = ("gloo", "nccl", "mlx-ring", "mlx-jaccl")
-COLLECTIVES_KEYS = (
-    "collectives",
-    "min_bytes",
-    "max_bytes",
-    "step_factor",
-    "step_bytes",
-    "dtype",
-    "iters",
-    "warmup_iters",
-    "check",
-    "np",
-    "backend",
-    "hosts",
-    "hostfile",
-    "launcher",
-    "iface",
-    "master_port",
-    "remote_python",
-    "mlx_hostfile",
-    "fault_rank",
-)
 
 
-def _size(s: Settings, key: str, default: int | str) -> int:
-    raw = s.values.get(key, default)
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise s.bad(key, 'a size in bytes: 8, "64K", "16M", "1G"')
-    try:
-        value = parse_size(raw)
-    except ValueError as exc:
-        raise ValueError(f"{s.where(key)}: {exc}") from exc
-    if value < 0 or (key != "step_bytes" and value == 0):
-        raise s.bad(key, "a positive size")
+def _bytes(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f'must be a size in bytes: 8, "64K", "16M", "1G", got {value!r}')
+    return parse_size(value)
+
+
+def _dtype(value: str) -> str:
+    normalize_dtype(value)  # ValueError naming the known types
     return value
+
+
+def _hosts(value: str) -> str:
+    parse_hosts(value)
+    return value
+
+
+# A size in bytes: 8, or "64K", "16M", "1G" (binary multiples, as nccl-tests)
+Bytes = Annotated[int, BeforeValidator(_bytes)]
+
+
+class CollectivesOptions(Table):
+    """The settings of a collectives benchmark (see the table above)."""
+
+    collectives: Strings = ["all_reduce"]
+    min_bytes: Annotated[Bytes, Field(ge=1)] = 8
+    max_bytes: Annotated[Bytes, Field(ge=1)] = 1 << 20
+    step_factor: PositiveInt = 2
+    step_bytes: Annotated[Bytes, Field(ge=0)] = 0
+    dtype: Annotated[str, AfterValidator(_dtype)] = "float"
+    iters: PositiveInt = 20
+    warmup_iters: NonNegativeInt = 5
+    check: bool = True
+    np: PositiveInt = 2
+    backend: Literal["gloo", "nccl", "mlx-ring", "mlx-jaccl"] = "gloo"
+    hosts: Annotated[str, AfterValidator(_hosts)] | None = None
+    hostfile: str | None = None
+    launcher: Literal["ssh", "netns"] = "ssh"
+    iface: str | None = None
+    master_port: PositiveInt | None = None
+    remote_python: str | None = None
+    mlx_hostfile: str | None = None
+    fault_rank: NonNegativeInt | None = None
+
+    @field_validator("collectives")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("each collective at most once")
+        return names
+
+    @property
+    def mlx(self) -> bool:
+        return self.backend.startswith("mlx-")
+
+    @property
+    def multi_host(self) -> bool:
+        return bool(self.hosts or self.hostfile)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CollectivesOptions:
+        given = self.model_fields_set
+        if self.mlx:
+            from .mlx_backend import MLX_COLLECTIVES
+
+            allowed = list(MLX_COLLECTIVES)
+        else:
+            allowed = sorted(COLLECTIVES)
+        bad = [c for c in self.collectives if c not in allowed]
+        if bad:
+            raise invalid("collectives", f"{bad[0]!r} is not one of {', '.join(allowed)}")
+        try:
+            size_sweep(self.min_bytes, self.max_bytes, self.step_factor, self.step_bytes)
+        except ValueError as exc:
+            raise invalid(
+                "max_bytes" if self.max_bytes < self.min_bytes else "step_factor", str(exc)
+            ) from exc
+        if self.hosts and self.hostfile:
+            raise invalid("hostfile", "give hosts or hostfile, not both")
+        if self.multi_host and "np" in given:
+            raise invalid("np", "the ranks come from hosts/hostfile; drop np")
+        if self.mlx:
+            if self.mlx_hostfile is None:
+                raise invalid(
+                    "mlx_hostfile", f"required for backend {self.backend!r} (see mlx.distributed_config)"
+                )
+            other = [k for k in ("hosts", "hostfile", "np", "launcher", "iface", "master_port") if k in given]
+            if other:
+                raise invalid(
+                    other[0], f"not used with backend {self.backend!r} (mlx.launch reads mlx_hostfile)"
+                )
+        elif self.mlx_hostfile is not None:
+            raise invalid("mlx_hostfile", "only for the mlx-ring / mlx-jaccl backends")
+        if "launcher" in given and not self.multi_host:
+            raise invalid("launcher", "only with hosts or hostfile")
+        if self.fault_rank is not None and not (self.multi_host or self.mlx) and self.fault_rank >= self.np:
+            raise invalid("fault_rank", f"must be a rank below np ({self.np}), got {self.fault_rank}")
+        return self
+
+
+def collectives_options(spec: BenchmarkSpec) -> CollectivesOptions:
+    return read_options(spec, CollectivesOptions)
+
+
+def validate_collectives(spec: BenchmarkSpec) -> None:
+    collectives_options(spec)
 
 
 def _suite_relative(spec_path: Path | None, value: str) -> str:
@@ -92,104 +172,14 @@ def _suite_relative(spec_path: Path | None, value: str) -> str:
     return str(path)
 
 
-def collectives_settings(spec: BenchmarkSpec) -> dict[str, Any]:
-    """The checked settings as plain values; ValueError naming the field."""
-    s = Settings(spec, COLLECTIVES_KEYS)
-    names = s.strings("collectives", ["all_reduce"])
-    backend = s.string("backend", "gloo", choices=BACKENDS)
-    allowed = sorted(COLLECTIVES)
-    if backend.startswith("mlx-"):
-        from .mlx_backend import MLX_COLLECTIVES
-
-        allowed = list(MLX_COLLECTIVES)
-    bad = [c for c in names if c not in allowed]
-    if bad:
-        raise ValueError(f"{s.where('collectives')}: {bad[0]!r} is not one of {', '.join(allowed)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{s.where('collectives')}: each collective at most once")
-    min_b, max_b = _size(s, "min_bytes", 8), _size(s, "max_bytes", "1M")
-    factor = s.integer("step_factor", 2)
-    step = _size(s, "step_bytes", 0)
-    try:
-        size_sweep(min_b, max_b, factor, step)
-    except ValueError as exc:
-        key = "max_bytes" if max_b < min_b else "step_factor"
-        raise ValueError(f"{s.where(key) if s.has(key) else 'params.' + key}: {exc}") from exc
-    dtype = s.string("dtype", "float")
-    try:
-        normalize_dtype(dtype)
-    except ValueError as exc:
-        raise ValueError(f"{s.where('dtype')}: {exc}") from exc
-    hosts: str | None = s.string("hosts", None)
-    hostfile: str | None = s.string("hostfile", None)
-    if hosts is not None:
-        try:
-            parse_hosts(hosts)
-        except ValueError as exc:
-            raise ValueError(f"{s.where('hosts')}: {exc}") from exc
-    if hosts and hostfile:
-        raise ValueError(f"{s.where('hostfile')}: give hosts or hostfile, not both")
-    if (hosts or hostfile) and s.has("np"):
-        raise ValueError(f"{s.where('np')}: the ranks come from hosts/hostfile; drop np")
-    mlx_hostfile: str | None = s.string("mlx_hostfile", None)
-    if backend.startswith("mlx-"):
-        if mlx_hostfile is None:
-            raise ValueError(
-                f"params.mlx_hostfile: required for backend {backend!r} (see mlx.distributed_config)"
-            )
-        other = [k for k in ("hosts", "hostfile", "np", "launcher", "iface", "master_port") if s.has(k)]
-        if other:
-            raise ValueError(
-                f"{s.where(other[0])}: not used with backend {backend!r} (mlx.launch reads mlx_hostfile)"
-            )
-    elif mlx_hostfile is not None:
-        raise ValueError(f"{s.where('mlx_hostfile')}: only for the mlx-ring / mlx-jaccl backends")
-    launcher = s.string("launcher", "ssh", choices=("ssh", "netns"))
-    if s.has("launcher") and not (hosts or hostfile):
-        raise ValueError(f"{s.where('launcher')}: only with hosts or hostfile")
-    nranks = s.integer("np", 2)
-    fault_rank = s.integer("fault_rank", None, minimum=0)
-    if (
-        fault_rank is not None
-        and not (hosts or hostfile or backend.startswith("mlx-"))
-        and fault_rank >= nranks
-    ):
-        raise s.bad("fault_rank", f"a rank below np ({nranks})")
-    return {
-        "collectives": names,
-        "min_bytes": min_b,
-        "max_bytes": max_b,
-        "step_factor": factor,
-        "step_bytes": step,
-        "dtype": dtype,
-        "iters": s.integer("iters", 20),
-        "warmup_iters": s.integer("warmup_iters", 5, minimum=0),
-        "check": s.boolean("check", True),
-        "np": nranks,
-        "backend": backend,
-        "hosts": hosts,
-        "hostfile": hostfile,
-        "launcher": launcher,
-        "iface": s.string("iface", None),
-        "master_port": s.integer("master_port", None),
-        "remote_python": s.string("remote_python", None),
-        "mlx_hostfile": mlx_hostfile,
-        "fault_rank": fault_rank,
-    }
-
-
-def validate_collectives(spec: BenchmarkSpec) -> None:
-    collectives_settings(spec)
-
-
-def worker_args(cfg: dict[str, Any], timeout: float) -> list[str]:
-    args = [*cfg["collectives"], "-b", str(cfg["min_bytes"]), "-e", str(cfg["max_bytes"])]
-    args += ["-f", str(cfg["step_factor"]), "-i", str(cfg["step_bytes"]), "-d", cfg["dtype"]]
-    args += ["-w", str(cfg["warmup_iters"]), "-n", str(cfg["iters"]), "-c", "1" if cfg["check"] else "0"]
-    if cfg["fault_rank"] is not None:
-        args += ["--fault-rank", str(cfg["fault_rank"])]
-    if cfg["backend"] in ("gloo", "nccl"):
-        args += ["--backend", cfg["backend"], "--timeout", f"{max(10.0, timeout):.0f}"]
+def worker_args(options: CollectivesOptions, timeout: float) -> list[str]:
+    args = [*options.collectives, "-b", str(options.min_bytes), "-e", str(options.max_bytes)]
+    args += ["-f", str(options.step_factor), "-i", str(options.step_bytes), "-d", options.dtype]
+    args += ["-w", str(options.warmup_iters), "-n", str(options.iters), "-c", "1" if options.check else "0"]
+    if options.fault_rank is not None:
+        args += ["--fault-rank", str(options.fault_rank)]
+    if options.backend in ("gloo", "nccl"):
+        args += ["--backend", options.backend, "--timeout", f"{max(10.0, timeout):.0f}"]
     return args
 
 
@@ -202,70 +192,42 @@ def _parse_runs(stdout: str, ctx: BenchmarkContext) -> list[CollectiveRun]:
     raise BenchmarkFailure("wrong_result", "rank 0 finished without the results line", stdout[-4000:])
 
 
-def _rank_failure(rank: int, rc: int, stderr: str) -> BenchmarkFailure:
-    from ..engine.lifecycle import describe_returncode, looks_like_oom
-
-    last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "")
-    cls = "oom" if looks_like_oom(rc, stderr) else "crash"
-    return BenchmarkFailure(
-        cls, f"rank {rank} failed ({describe_returncode(rc)}): {last}"[:2000], stderr[-4000:]
-    )
+def _log_stderr(ctx: BenchmarkContext, stderr: dict[int, str]) -> None:
+    for rank, text in sorted(stderr.items()):
+        for line in text.splitlines()[-20:]:
+            ctx.log(f"  rank{rank}! {line}")
 
 
 def launch_ranks(ctx: BenchmarkContext, commands: list[RankCommand]) -> str:
-    """Start every rank (own process group each), wait for all; rank 0's stdout.
+    """Start every rank, wait for all; rank 0's stdout.
 
     Stops (kills every rank) on the benchmark's deadline or stop event -> `timeout`; a rank
     that exits non-zero stops the others -> `crash` / `oom`.
     """
-    rundir = Path(tempfile.mkdtemp(prefix="collectives-", dir=ctx.scratch))
-    procs: list[tuple[RankCommand, subprocess.Popen[bytes], Path, Path]] = []
-    failed: tuple[int, int] | None = None
-    out_of_time = False
     try:
-        for cmd in commands:
-            out, err = rundir / f"rank{cmd.rank}.out", rundir / f"rank{cmd.rank}.err"
-            with out.open("wb") as out_f, err.open("wb") as err_f:
-                proc = subprocess.Popen(
-                    cmd.argv,
-                    stdout=out_f,
-                    stderr=err_f,
-                    stdin=subprocess.DEVNULL,
-                    env={**ctx.env, **cmd.env},
-                    cwd=ctx.checkout,
-                    start_new_session=True,
-                )
-            procs.append((cmd, proc, out, err))
-        while True:
-            codes = [(cmd.rank, proc.poll()) for cmd, proc, _, _ in procs]
-            failed = next(((r, rc) for r, rc in codes if rc not in (None, 0)), None)
-            if failed is not None or all(rc == 0 for _, rc in codes):
-                break
-            if ctx.stop.is_set() or ctx.remaining() <= 0:
-                out_of_time = True
-                break
-            time.sleep(0.05)
-    finally:
-        for _, proc, _, _ in procs:
-            if proc.poll() is None:
-                _kill(proc)
-    stderr = {cmd.rank: err.read_text(errors="replace")[-8000:] for cmd, _, _, err in procs}
-    for rank, text in sorted(stderr.items()):
-        for line in text.splitlines()[-20:]:
-            ctx.log(f"  rank{rank}! {line}")
-    if failed is not None:
-        raise _rank_failure(failed[0], failed[1], stderr.get(failed[0], ""))
-    if out_of_time:
-        raise BenchmarkFailure(
-            "timeout", f"collectives not finished within {ctx.benchmark.timeout:.0f} s (ranks killed)"
+        result = launch(
+            commands,
+            timeout=ctx.remaining(),
+            env=ctx.env,
+            cwd=ctx.checkout,
+            stop=ctx.stop,
+            workdir=ctx.scratch,
         )
-    return next(out.read_text(errors="replace") for cmd, _, out, _ in procs if cmd.rank == 0)
+    except LaunchError as exc:
+        _log_stderr(ctx, exc.stderr)
+        if exc.failure_class == "timeout":
+            raise BenchmarkFailure(
+                "timeout", f"collectives not finished within {ctx.benchmark.timeout:.0f} s (ranks killed)"
+            ) from exc
+        raise BenchmarkFailure(exc.failure_class, str(exc), exc.log_excerpt) from exc
+    _log_stderr(ctx, result.stderr)
+    return result.rank0_stdout
 
 
-def _run_mlx(ctx: BenchmarkContext, cfg: dict[str, Any]) -> str:
+def _run_mlx(ctx: BenchmarkContext, options: CollectivesOptions, mlx_hostfile: str) -> str:
     from .mlx_backend import build_mlx_launch_command
 
-    argv = build_mlx_launch_command(cfg["mlx_hostfile"], cfg["backend"].split("-", 1)[1], worker_args(cfg, 0))
+    argv = build_mlx_launch_command(mlx_hostfile, options.backend.split("-", 1)[1], worker_args(options, 0))
     lines: list[str] = []
 
     def capture(line: str) -> None:
@@ -281,43 +243,46 @@ def _run_mlx(ctx: BenchmarkContext, cfg: dict[str, Any]) -> str:
     if res.timed_out or res.cancelled:
         raise BenchmarkFailure("timeout", f"mlx.launch not finished within {ctx.benchmark.timeout:.0f} s")
     if res.returncode != 0:
-        raise _rank_failure(0, res.returncode if res.returncode is not None else -1, res.output_tail)
+        last = next((ln for ln in reversed(res.output_tail.splitlines()) if ln.strip()), "")
+        raise BenchmarkFailure(
+            classify_exit(res.returncode, res.output_tail),
+            f"mlx.launch failed ({describe_returncode(res.returncode)}): {last}"[:2000],
+            res.output_tail,
+        )
     return "\n".join(lines)
 
 
 def run_collectives(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]:
     try:
-        cfg = collectives_settings(ctx.benchmark)
+        options = collectives_options(ctx.benchmark)
     except ValueError as exc:
         raise BenchmarkFailure("setup", f"invalid collectives settings: {exc}") from exc
-    for key in ("hostfile", "mlx_hostfile"):  # relative to the suite file
-        if cfg[key]:
-            cfg[key] = _suite_relative(ctx.suite.path, cfg[key])
     ctx.log(
-        f"   collectives {','.join(cfg['collectives'])} over {cfg['backend']}: "
-        f"{cfg['min_bytes']}..{cfg['max_bytes']} B, {cfg['iters']} iters"
+        f"   collectives {','.join(options.collectives)} over {options.backend}: "
+        f"{options.min_bytes}..{options.max_bytes} B, {options.iters} iters"
     )
-    if cfg["backend"].startswith("mlx-"):
-        stdout = _run_mlx(ctx, cfg)
+    if options.mlx:
+        assert options.mlx_hostfile is not None  # the options require it for mlx-*
+        stdout = _run_mlx(ctx, options, _suite_relative(ctx.suite.path, options.mlx_hostfile))
     else:
         hosts: list[HostSpec]
-        if cfg["hostfile"]:
-            hosts = read_hostfile(cfg["hostfile"])
-        elif cfg["hosts"]:
-            hosts = parse_hosts(cfg["hosts"])
+        if options.hostfile:
+            hosts = read_hostfile(_suite_relative(ctx.suite.path, options.hostfile))
+        elif options.hosts:
+            hosts = parse_hosts(options.hosts)
         else:
-            hosts = [HostSpec("localhost", "127.0.0.1", cfg["np"])]
+            hosts = [HostSpec("localhost", "127.0.0.1", options.np)]
         commands = build_rank_commands(
             hosts,
-            [*worker_args(cfg, ctx.remaining()), "--emit-json"],
-            master_port=cfg["master_port"] or free_port(),
-            transport=cfg["launcher"] if cfg["hosts"] or cfg["hostfile"] else "local",
-            iface=cfg["iface"],
-            python=cfg["remote_python"],
+            [*worker_args(options, ctx.remaining()), "--emit-json"],
+            master_port=options.master_port or free_port(),
+            transport=options.launcher if options.multi_host else "local",
+            iface=options.iface,
+            python=options.remote_python,
         )
         stdout = launch_ranks(ctx, commands)
     runs = _parse_runs(stdout, ctx)
-    missing = sorted(set(cfg["collectives"]) - {r.collective for r in runs})
+    missing = sorted(set(options.collectives) - {r.collective for r in runs})
     out: list[ResultRecord | FailureRecord] = []
     for run in runs:
         results, failures = run_to_records(run, suite=ctx.suite.name)
@@ -332,9 +297,13 @@ def run_collectives(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]
                 f"#wrong {run.total_wrong()}"
             )
     for name in missing:
-        rec = ctx.failure("wrong_result", f"{name}: no results from the ranks")
-        rec.params = {**ctx.params, "collective": name}
-        out.append(rec)
+        out.append(
+            ctx.failure(
+                "wrong_result",
+                f"{name}: no results from the ranks",
+                params={**ctx.params, "collective": name},
+            )
+        )
     return out
 
 

@@ -1,12 +1,12 @@
 """Engine lifecycle: start an inference engine, wait until healthy, stop it, classify failures."""
 
-from .lifecycle import EngineFailure, EngineProcess, StopResult, classify_exit, looks_like_oom
+from ..process import StopResult, classify_exit, free_port, looks_like_oom
+from .lifecycle import EngineFailure, EngineProcess
 from .reference import (
     REFERENCE_EOG_TOKENS,
     REFERENCE_MODEL_ALIAS,
     EngineCommand,
     engine_version,
-    free_port,
     reference_engine_command,
     reference_model_path,
 )

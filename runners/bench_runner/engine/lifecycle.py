@@ -1,39 +1,32 @@
 """Start, watch and stop an inference engine process, and classify how it failed.
 
-Failure classes (the ones the results store knows):
+Failure classes (decided by `bench_runner.process.classify_exit`, as for every process the
+runner starts):
 
-* ``engine_start``: the process exited before its health URL answered;
-* ``timeout``: it kept running but the health URL was not ready in time;
+* ``engine_start``: the process exited before it was ready;
+* ``timeout``: it kept running but was not ready in time;
 * ``oom``: the log shows an out-of-memory error, or the process was killed by SIGKILL that we
   did not send (the Linux OOM killer's signal; ``137`` = 128 + 9 through a shell);
-* ``crash``: it died after it was healthy, during the benchmark.
+* ``crash``: it died after it was ready, during the benchmark.
+
+Ready means its health URL answers 200, or, for an engine without one, that its port accepts
+connections.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
+from ..process import EXCERPT_BYTES, StopResult, classify_exit, describe_returncode, spawn_group, stop_group
 from ..records import FailureClass, FailureRecord
-
-# Messages engines and runtimes print when memory runs out.
-OOM_PATTERNS = re.compile(
-    r"out of memory|outofmemory|\bOOM\b|oom-kill|std::bad_alloc|MemoryError|"
-    r"cannot allocate memory|failed to allocate|unable to allocate|insufficient memory|"
-    r"CUDA error: out of memory|killed process \d+",
-    re.IGNORECASE,
-)
-LOG_EXCERPT_BYTES = 4000
 
 
 class EngineFailure(RuntimeError):
@@ -66,52 +59,20 @@ class EngineFailure(RuntimeError):
         )
 
 
-def looks_like_oom(returncode: int | None, log_text: str, *, we_killed: bool = False) -> bool:
-    """True when the exit looks like running out of memory."""
-    if OOM_PATTERNS.search(log_text):
-        return True
-    sigkilled = returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
-    return sigkilled and not we_killed
-
-
-def classify_exit(
-    returncode: int | None, log_text: str, *, phase: str, we_killed: bool = False
-) -> FailureClass:
-    """Failure class of a process that ended during ``phase`` ("start" or "run")."""
-    if looks_like_oom(returncode, log_text, we_killed=we_killed):
-        return "oom"
-    return "engine_start" if phase == "start" else "crash"
-
-
-def describe_returncode(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
-
-
-@dataclass
-class StopResult:
-    returncode: int | None
-    killed: bool  # needed SIGKILL after the grace period
-    seconds: float
-
-
 class EngineProcess:
     """One engine process in its own process group, its output captured to ``log_path``.
 
-    Use as a context manager (start, wait until healthy, stop on exit) or call the steps.
+    Ready when ``health_url`` answers 200, or without a health URL when ``port`` accepts
+    connections on 127.0.0.1. Use as a context manager (start, wait until ready, stop on exit)
+    or call the steps.
     """
 
     def __init__(
         self,
         cmd: Sequence[str],
         *,
-        health_url: str,
+        health_url: str | None = None,
+        port: int | None = None,
         log_path: str | os.PathLike[str],
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
@@ -119,8 +80,11 @@ class EngineProcess:
         stop_grace: float = 10.0,
         health_interval: float = 0.2,
     ) -> None:
+        if health_url is None and port is None:
+            raise ValueError("an engine needs a health_url or a port to wait for")
         self.cmd = [str(c) for c in cmd]
         self.health_url = health_url
+        self.port = port
         self.log_path = Path(log_path)
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
@@ -140,21 +104,18 @@ class EngineProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, **self.env} if self.env is not None else None
         try:
-            self.proc = subprocess.Popen(
-                self.cmd,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
+            self.proc = spawn_group(self.cmd, stdout=self._log, env=env, cwd=self.cwd)
         except OSError as exc:
             self._close_log()
             raise EngineFailure("engine_start", f"cannot run {self.cmd[0]}: {exc}") from exc
 
+    @property
+    def ready_target(self) -> str:
+        """What readiness waits for, for messages."""
+        return f"health URL {self.health_url}" if self.health_url else f"port {self.port}"
+
     def wait_healthy(self, timeout: float | None = None) -> float:
-        """Poll the health URL until it answers 200; return seconds taken.
+        """Wait until the engine is ready; return seconds taken.
 
         Raises ``EngineFailure`` (``engine_start``/``oom`` if the process exits, ``timeout``
         if it is still not ready after ``timeout`` seconds, in which case it is stopped).
@@ -168,28 +129,37 @@ class EngineProcess:
                 if rc is not None:
                     log = self.log_tail()
                     self._close_log()
-                    cls = classify_exit(rc, log, phase="start")
                     raise EngineFailure(
-                        cls,
+                        classify_exit(rc, log, phase="start"),
                         f"engine exited before it was healthy ({describe_returncode(rc)})",
                         returncode=rc,
                         log_excerpt=log,
                     )
-                try:
-                    if client.get(self.health_url).status_code == 200:
-                        self.healthy_after = time.monotonic() - t0
-                        return self.healthy_after
-                except httpx.HTTPError:
-                    pass
+                if self._ready(client):
+                    self.healthy_after = time.monotonic() - t0
+                    return self.healthy_after
                 if time.monotonic() - t0 >= limit:
                     self.stop()
                     raise EngineFailure(
                         "timeout",
-                        f"health URL {self.health_url} not ready after {limit:g} s",
+                        f"{self.ready_target} not ready after {limit:g} s",
                         returncode=self.proc.returncode,
                         log_excerpt=self.log_tail(),
                     )
                 time.sleep(self.health_interval)
+
+    def _ready(self, client: httpx.Client) -> bool:
+        if self.health_url is not None:
+            try:
+                return client.get(self.health_url).status_code == 200
+            except httpx.HTTPError:
+                return False
+        assert self.port is not None
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
 
     def poll(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -199,9 +169,8 @@ class EngineProcess:
         rc = self.poll()
         if self.proc is not None and rc is not None and not self._stopping:
             log = self.log_tail()
-            cls = classify_exit(rc, log, phase="run", we_killed=self._we_killed)
             raise EngineFailure(
-                cls,
+                classify_exit(rc, log, phase="run", we_killed=self._we_killed),
                 f"engine died during the benchmark ({describe_returncode(rc)})",
                 returncode=rc,
                 log_excerpt=log,
@@ -209,30 +178,13 @@ class EngineProcess:
 
     def stop(self, grace: float | None = None) -> StopResult:
         """SIGTERM the whole process group, SIGKILL it after ``grace`` seconds."""
-        t0 = time.monotonic()
         if self.proc is None:
             return StopResult(None, False, 0.0)
-        grace = self.stop_grace if grace is None else grace
-        killed = False
         self._stopping = True
-        if self.proc.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                killed = True
-                self._we_killed = True
-                self._signal_group(signal.SIGKILL)
-                self.proc.wait()
-        # Children that outlived the leader (same group) get the same treatment.
-        self._signal_group(signal.SIGKILL)
+        result = stop_group(self.proc, self.stop_grace if grace is None else grace)
+        self._we_killed = self._we_killed or result.killed
         self._close_log()
-        return StopResult(self.proc.returncode, killed, time.monotonic() - t0)
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+        return result
 
     def _close_log(self) -> None:
         if self._log is not None:
@@ -240,18 +192,11 @@ class EngineProcess:
             self._log = None
 
     # -- helpers -------------------------------------------------------------------------------
-    def log_tail(self, max_bytes: int = LOG_EXCERPT_BYTES) -> str:
+    def log_tail(self, max_bytes: int = EXCERPT_BYTES) -> str:
         """The end of the engine's log."""
         if self._log is not None:
             self._log.flush()
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - max_bytes))
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_tail(self.log_path, max_bytes)
 
     @property
     def pid(self) -> int | None:
@@ -268,3 +213,14 @@ class EngineProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def read_tail(path: Path, max_bytes: int = EXCERPT_BYTES) -> str:
+    """The last `max_bytes` of a log file ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""

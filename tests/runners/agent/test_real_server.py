@@ -24,9 +24,9 @@ from bench_runner.agent import Agent, build_payload
 from bench_runner.cli import main
 from bench_runner.client import BenchClient
 from bench_runner.config import RunnerConfig, load_config
+from bench_runner.process import free_port
 from bench_runner.records import FailureRecord, ResultRecord
 from bench_runner.spool import Spool
-from bench_runner.suite import free_port
 
 from .conftest import Repo
 
@@ -56,7 +56,8 @@ class Api:
             "BENCH_DATABASE_URL": self.db_url,
             "BENCH_ENVIRONMENT": "test",
             "BENCH_CLAIM_POLL_INTERVAL_S": "0.05",
-            "PYTHONPATH": str(REPO_ROOT),
+            # this checkout's server and runner packages, not whichever one is installed
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "runners")]),
         }
         port = self.url.rsplit(":", 1)[1]
         with self.log.open("ab") as log:

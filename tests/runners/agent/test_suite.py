@@ -82,23 +82,23 @@ def test_valid_suite_parses() -> None:
     ("path", "value", "message"),
     [
         ("name", DELETE, "name: required"),
-        ("name", "has space", "name: required"),
-        ("colour", "blue", "colour: unknown field"),
-        ("build/commands", "make", "build.commands: required: a list"),
-        ("build/commands", [""], r"build.commands\[0\]: must be a non-empty string"),
-        ("build/timeout", -1, "build.timeout: must be a positive number"),
-        ("engine/command", DELETE, "engine.command: required"),
-        ("engine/port", 70000, "engine.port: must be a TCP port"),
-        ("engine/health_url", "localhost:8080", "engine.health_url: must be an http"),
-        ("engine/start_timeout", "soon", "engine.start_timeout: must be a positive number"),
+        ("name", "has space", "name: must be letters, digits"),
+        ("colour", "blue", "unknown key 'colour'"),
+        ("build/commands", "make", r"\[build\] commands: must be a list"),
+        ("build/commands", [""], r"\[build\] commands\[0\]: must be a non-empty string"),
+        ("build/timeout", -1, r"\[build\] timeout: must be > 0"),
+        ("engine/command", DELETE, r"\[engine\] command: required"),
+        ("engine/port", 70000, r"\[engine\] port: must be a TCP port"),
+        ("engine/health_url", "localhost:8080", r"\[engine\] health_url: must be an http"),
+        ("engine/start_timeout", "soon", r"\[engine\] start_timeout: must be a number"),
         ("benchmark", [], "benchmark: at least one"),
-        ("benchmark/0/name", DELETE, r"benchmark\[0\].name: required"),
-        ("benchmark/0/kind", DELETE, r"benchmark\[0\] \(a\).kind: required"),
-        ("benchmark/0/kind", "comand", r"benchmark\[0\] \(a\).kind: unknown kind 'comand'"),
-        ("benchmark/0/timeout", 0, r"benchmark\[0\] \(a\).timeout: must be a positive number"),
-        ("benchmark/0/params", "isl=1", r"benchmark\[0\] \(a\).params: must be a table"),
-        ("benchmark/0/command", DELETE, r"benchmark\[0\] \(a\).command: required for kind 'command'"),
-        ("benchmark/0/comand", "x", r"benchmark\[0\] \(a\).comand: unknown field"),
+        ("benchmark/0/name", DELETE, r"\[benchmark #1\] name: required"),
+        ("benchmark/0/kind", DELETE, r"\[benchmark.a\] kind: required"),
+        ("benchmark/0/kind", "comand", r"\[benchmark.a\] kind: unknown kind 'comand'"),
+        ("benchmark/0/timeout", 0, r"\[benchmark.a\] timeout: must be > 0"),
+        ("benchmark/0/params", "isl=1", r"\[benchmark.a\] params: must be a table"),
+        ("benchmark/0/command", DELETE, r"\[benchmark.a\] command: required"),
+        ("benchmark/0/comand", "x", r"\[benchmark.a\] unknown key 'comand'"),
     ],
 )
 def test_validation_names_the_field(path: str, value: Any, message: str) -> None:
@@ -347,7 +347,7 @@ def test_engine_that_dies_is_an_engine_start_failure(tmp_path: Path, git_repo: R
         ("one", "engine_start"),
         ("two", "engine_start"),
     ]
-    assert "exited with code 2" in out.failures[0].message
+    assert "exited before it was healthy (exit code 2)" in out.failures[0].message
     assert "model file not found" in (out.failures[0].log_excerpt or "")
 
 
@@ -382,6 +382,43 @@ def test_engine_not_healthy_is_classified(
     assert [(f.benchmark, f.failure_class) for f in out.failures] == [("one", failure_class)]
     assert message in out.failures[0].message
     assert out.results == []
+
+
+BAD_ALLOC = "echo \"terminate called after throwing an instance of 'std::bad_alloc'\"; exit 134"
+
+
+def test_bad_alloc_is_oom_for_an_engine_and_for_a_command(tmp_path: Path, git_repo: Repo) -> None:
+    """One classifier for every process: the C++ allocator's message means out of memory."""
+    command = suite_from(
+        f"""
+        name = "cmd"
+        [[benchmark]]
+        name = "b"
+        kind = "command"
+        command = '''{BAD_ALLOC}'''
+        """,
+        tmp_path,
+        "cmd.toml",
+    )
+    engine = suite_from(
+        f"""
+        name = "eng"
+        [engine]
+        command = '''{BAD_ALLOC}'''
+        start_timeout = 10
+        [[benchmark]]
+        name = "b"
+        kind = "command"
+        command = "true"
+        """,
+        tmp_path,
+        "eng.toml",
+    )
+    for suite, message in ((command, "exited with code 134"), (engine, "before it was healthy")):
+        out = run_suite(suite, tmp_path / "work", git_repo.shas[0], repo_url=git_repo.url)
+        assert [(f.benchmark, f.failure_class) for f in out.failures] == [("b", "oom")], out.log
+        assert message in out.failures[0].message
+        assert "std::bad_alloc" in (out.failures[0].log_excerpt or "")
 
 
 def test_engine_seam_accepts_another_lifecycle(tmp_path: Path, git_repo: Repo) -> None:

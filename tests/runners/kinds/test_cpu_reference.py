@@ -16,8 +16,9 @@ import httpx
 import pytest
 from bench_runner.cli import main
 from bench_runner.engine.cpu_quirks import needs_amx_guard
+from bench_runner.process import free_port
 from bench_runner.records import ResultRecord
-from bench_runner.suite import free_port, load_suite
+from bench_runner.suite import load_suite
 
 from .conftest import SUITES_DIR, run
 

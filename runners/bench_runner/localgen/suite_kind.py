@@ -1,7 +1,7 @@
 """`kind = "local-gen"` in a suite: prefill and generation tokens/s (llama-bench style).
 
-A thin adapter over `bench_runner.localgen`. Settings sit in `[benchmark.params]` or beside the
-common keys (not both), as for `serving`:
+A thin adapter over `localgen.measure`. Its settings (`LocalGenOptions`) sit in
+`[benchmark.params]` or beside the common keys (not both), as for `serving`:
 
 | key | default | meaning (`bench-runner local-gen` option) |
 | --- | --- | --- |
@@ -29,71 +29,81 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from .localgen import GenResult, measure_server
-from .records import FailureRecord, ResultRecord
-from .serving.suite_kind import ENGINE_FLAVOURS, Settings, engine_url, engine_watch, http_url, run_bounded
-from .suite import BenchmarkContext, BenchmarkFailure, BenchmarkSpec, register_kind, run_command
+from pydantic import PrivateAttr, ValidatorFunctionWrapHandler, model_validator
+
+from ..process import classify_exit
+from ..records import FailureRecord, ResultRecord
+from ..suite import BenchmarkContext, BenchmarkFailure, BenchmarkSpec, register_kind, run_command
+from ..suite.kit import EngineFlavour, engine_url, engine_watch, resolve_flavour, run_bounded
+from ..suite.options import (
+    HttpUrl,
+    IntSweep,
+    NonNegativeInt,
+    PositiveInt,
+    Strings,
+    Table,
+    invalid,
+    read_options,
+)
+from .measure import GenResult, GenSample, measure_server
 
 KIND = "local-gen"
-LOCALGEN_KEYS = (
-    "mode",
-    "prompt_len",
-    "gen_len",
-    "repetitions",
-    "base_url",
-    "model",
-    "engine",
-    "eog_tokens",
-    "seed",
-    "model_path",
-    "threads",
-)
+SERVER_ONLY = ("base_url", "model", "engine", "eog_tokens", "seed")
+IN_PROCESS_ONLY = ("model_path", "threads")
 
 
-def localgen_settings(spec: BenchmarkSpec) -> dict[str, Any]:
-    """The checked settings as plain values; ValueError naming the field."""
-    s = Settings(spec, LOCALGEN_KEYS)
-    mode = s.string("mode", "server", choices=("server", "in-process"))
-    server_only = [k for k in ("base_url", "model", "engine", "eog_tokens", "seed") if s.has(k)]
-    process_only = [k for k in ("model_path", "threads") if s.has(k)]
-    if mode == "in-process" and server_only:
-        raise ValueError(f'{s.where(server_only[0])}: only for mode = "server"')
-    if mode == "server" and process_only:
-        raise ValueError(f'{s.where(process_only[0])}: only for mode = "in-process"')
-    engine = s.string("engine", "generic", choices=ENGINE_FLAVOURS)
-    model = s.string("model", "")
-    eog = s.strings("eog_tokens")
-    if engine == "reference":
-        from .engine.reference import REFERENCE_EOG_TOKENS, REFERENCE_MODEL_ALIAS
+class LocalGenOptions(Table):
+    """The settings of a local-gen benchmark (see the table above)."""
 
-        engine = "llama-cpp-python"
-        model = model or REFERENCE_MODEL_ALIAS
-        eog = eog or list(REFERENCE_EOG_TOKENS)
-    prompt_lens = s.integers("prompt_len", 128)
-    gen_lens = s.integers("gen_len", 64)
-    assert prompt_lens is not None and gen_lens is not None
-    if min(gen_lens) < 2:
-        raise s.bad("gen_len", "at least 2 (generation speed needs two tokens)")
-    return {
-        "mode": mode,
-        "prompt_lens": prompt_lens,
-        "gen_lens": gen_lens,
-        "sweep": isinstance(s.values.get("prompt_len"), list) or isinstance(s.values.get("gen_len"), list),
-        "repetitions": s.integer("repetitions", 3),
-        "base_url": http_url(s, "base_url"),
-        "model": model,
-        "engine": engine,
-        "eog_tokens": eog,
-        "seed": s.integer("seed", 0, minimum=0),
-        "model_path": s.string("model_path", None),
-        "threads": s.integer("threads", None),
-    }
+    mode: Literal["server", "in-process"] = "server"
+    prompt_len: IntSweep = [128]
+    gen_len: IntSweep = [64]
+    repetitions: PositiveInt = 3
+    base_url: HttpUrl | None = None
+    model: str = ""
+    engine: EngineFlavour = "generic"
+    eog_tokens: Strings = []
+    seed: NonNegativeInt = 0
+    model_path: str | None = None
+    threads: PositiveInt | None = None
+    # prompt_len or gen_len was given as a list: records carry the pair's lengths
+    _sweep: bool = PrivateAttr(False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_lists(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> LocalGenOptions:
+        options: LocalGenOptions = handler(data)
+        options._sweep = isinstance(data, dict) and any(
+            isinstance(data.get(k), list) for k in ("prompt_len", "gen_len")
+        )
+        return options
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> LocalGenOptions:
+        given = self.model_fields_set
+        wrong = [k for k in (IN_PROCESS_ONLY if self.mode == "server" else SERVER_ONLY) if k in given]
+        if wrong:
+            other = "in-process" if self.mode == "server" else "server"
+            raise invalid(wrong[0], f'only for mode = "{other}"')
+        if min(self.gen_len) < 2:
+            raise invalid(
+                "gen_len", f"must be at least 2 (generation speed needs two tokens), got {self.gen_len}"
+            )
+        return self
+
+    @property
+    def sweep(self) -> bool:
+        return self._sweep
+
+
+def localgen_options(spec: BenchmarkSpec) -> LocalGenOptions:
+    return read_options(spec, LocalGenOptions)
 
 
 def validate_localgen(spec: BenchmarkSpec) -> None:
-    localgen_settings(spec)
+    localgen_options(spec)
 
 
 def _records(ctx: BenchmarkContext, result: GenResult, sweep: bool) -> list[ResultRecord | FailureRecord]:
@@ -103,13 +113,11 @@ def _records(ctx: BenchmarkContext, result: GenResult, sweep: bool) -> list[Resu
     summary = result.summary()
     short = [n for n in summary["generated_tokens"] if n < max(2, result.gen_len // 2)]
     if short:
-        rec = ctx.failure(
-            "wrong_result",
+        message = (
             f"pp{result.prompt_len}/tg{result.gen_len}: the engine stopped after {short[0]} of "
-            f"{result.gen_len} tokens (end of sequence not suppressed?)",
+            f"{result.gen_len} tokens (end of sequence not suppressed?)"
         )
-        rec.params = params
-        return [rec]
+        return [ctx.failure("wrong_result", message, params=params)]
     out: list[ResultRecord | FailureRecord] = []
     for result_rec in result.to_result_records(suite=ctx.suite.name, benchmark=ctx.benchmark.name):
         result_rec.params = dict(params)
@@ -122,8 +130,9 @@ def _records(ctx: BenchmarkContext, result: GenResult, sweep: bool) -> list[Resu
     return out
 
 
-def _measure_server(ctx: BenchmarkContext, cfg: dict[str, Any], pp: int, tg: int) -> GenResult:
-    url = engine_url(ctx, cfg["base_url"], KIND)
+def _measure_server(ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg: int) -> GenResult:
+    url = engine_url(ctx, options.base_url, KIND)
+    engine, model, eog = resolve_flavour(options.engine, options.model, options.eog_tokens)
     watch = engine_watch(ctx, url)
     try:
         return run_bounded(
@@ -132,11 +141,11 @@ def _measure_server(ctx: BenchmarkContext, cfg: dict[str, Any], pp: int, tg: int
                 url,
                 pp,
                 tg,
-                repetitions=cfg["repetitions"],
-                model=cfg["model"],
-                engine=cfg["engine"],
-                eog_tokens=cfg["eog_tokens"],
-                seed=cfg["seed"],
+                repetitions=options.repetitions,
+                model=model,
+                engine=engine,
+                eog_tokens=eog,
+                seed=options.seed,
             ),
             f"local-gen pp{pp} tg{tg}",
         )
@@ -148,17 +157,17 @@ def _measure_server(ctx: BenchmarkContext, cfg: dict[str, Any], pp: int, tg: int
         raise BenchmarkFailure("crash", f"local-gen pp{pp} tg{tg}: {type(exc).__name__}: {exc}") from exc
 
 
-def _measure_in_process(ctx: BenchmarkContext, cfg: dict[str, Any], pp: int, tg: int) -> GenResult:
+def _measure_in_process(ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg: int) -> GenResult:
     """`bench-runner local-gen --in-process` in a child process: llama.cpp (and its AMX guard,
     a seccomp filter) never enter the runner, and a crash or the deadline kill only the child."""
     out = ctx.scratch / f"{ctx.benchmark.name}-{ctx.benchmark.params_hash[:8]}-pp{pp}-tg{tg}.json"
     out.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "bench_runner.cli", "local-gen", "--in-process"]
-    argv += ["-p", str(pp), "-n", str(tg), "-r", str(cfg["repetitions"]), "--json", str(out)]
-    if cfg["model_path"]:
-        argv += ["--model-path", str(ctx.checkout / Path(cfg["model_path"]))]
-    if cfg["threads"]:
-        argv += ["--threads", str(cfg["threads"])]
+    argv += ["-p", str(pp), "-n", str(tg), "-r", str(options.repetitions), "--json", str(out)]
+    if options.model_path:
+        argv += ["--model-path", str(ctx.checkout / Path(options.model_path))]
+    if options.threads:
+        argv += ["--threads", str(options.threads)]
     res = run_command(
         argv, cwd=ctx.checkout, env=ctx.env, timeout=ctx.remaining(), log=ctx.log, cancel=ctx.stop
     )
@@ -167,17 +176,14 @@ def _measure_in_process(ctx: BenchmarkContext, cfg: dict[str, Any], pp: int, tg:
             "timeout", f"local-gen pp{pp} tg{tg} not finished within {ctx.benchmark.timeout:.0f} s"
         )
     if res.returncode != 0:
-        from .engine.lifecycle import looks_like_oom
-
-        cls = "oom" if looks_like_oom(res.returncode, res.output_tail) else "crash"
         raise BenchmarkFailure(
-            cls, f"local-gen --in-process exited with code {res.returncode}", res.output_tail
+            classify_exit(res.returncode, res.output_tail),
+            f"local-gen --in-process exited with code {res.returncode}",
+            res.output_tail,
         )
     try:
         summary = json.loads(out.read_text())[0]
         result = GenResult("in-process", pp, tg)
-        from .localgen import GenSample
-
         result.samples = [GenSample(**x) for x in summary["samples"]]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise BenchmarkFailure(
@@ -188,16 +194,16 @@ def _measure_in_process(ctx: BenchmarkContext, cfg: dict[str, Any], pp: int, tg:
 
 def run_localgen(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]:
     try:
-        cfg = localgen_settings(ctx.benchmark)
+        options = localgen_options(ctx.benchmark)
     except ValueError as exc:
         raise BenchmarkFailure("setup", f"invalid local-gen settings: {exc}") from exc
-    measure = _measure_server if cfg["mode"] == "server" else _measure_in_process
+    measure = _measure_server if options.mode == "server" else _measure_in_process
     out: list[ResultRecord | FailureRecord] = []
-    for pp in cfg["prompt_lens"]:
-        for tg in cfg["gen_lens"]:
+    for pp in options.prompt_len:
+        for tg in options.gen_len:
             if ctx.stop.is_set() or ctx.remaining() <= 0:
                 raise BenchmarkFailure("timeout", f"no time left for local-gen pp{pp} tg{tg}")
-            out += _records(ctx, measure(ctx, cfg, pp, tg), cfg["sweep"])
+            out += _records(ctx, measure(ctx, options, pp, tg), options.sweep)
     return out
 
 
