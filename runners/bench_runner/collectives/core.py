@@ -248,7 +248,9 @@ class CollectiveRun:
     step_bytes: int | None = None
     backend: str | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
-    out_of_bounds: int | None = None
+    out_of_bounds: int | None = None  # as nccl-tests: checks (rank x size x placement) that failed
+    # placement -> why this backend cannot measure it (e.g. no out-of-place form): never emulated
+    not_measured: dict[str, str] = field(default_factory=dict)
     version: str | None = None
     legacy_error_column: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -329,6 +331,8 @@ def render_header(
             f"#  Rank {dev.get('rank', 0):2d} Group  0 Pid {dev.get('pid', 0):6d} on {host:>10} "
             f"device {dev.get('device', 0):2d} [{dev.get('device_hex', 'cpu')}] {dev.get('device_info', '')}"
         )
+    for placement, why in sorted(run.not_measured.items()):
+        lines.append(f"# {placement.replace('_', '-')}: not measured ({why})")
     cols = ("size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong")
     units = ("(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "")
     lines += ["#", _table_line(("",) * 5, "           out-of-place                       in-place          ")]

@@ -40,6 +40,10 @@ def _worker(args: argparse.Namespace) -> int:
     backend = TorchDistBackend("gloo")
     n = backend.world_size
     factor = bus_factor("all_reduce", n)
+    def mean_over_ranks(seconds: float) -> float:
+        (total,) = backend.sum_values([seconds])
+        return total / n
+
     rows = []
     try:
         for requested in size_sweep(args.min_bytes, args.max_bytes, args.factor):
@@ -54,11 +58,11 @@ def _worker(args: argparse.Namespace) -> int:
             for i in range(args.rounds):
                 # alternate which side goes first, so slow drift on a busy machine hits both
                 if i % 2 == 0:
-                    t_h = backend.sum_scalar(time_op(backend, op, args.iters, 0)) / n
-                    t_b = backend.sum_scalar(_bare_loop(dist, buf, args.iters)) / n
+                    t_h = mean_over_ranks(time_op(backend, op, args.iters, 0))
+                    t_b = mean_over_ranks(_bare_loop(dist, buf, args.iters))
                 else:
-                    t_b = backend.sum_scalar(_bare_loop(dist, buf, args.iters)) / n
-                    t_h = backend.sum_scalar(time_op(backend, op, args.iters, 0)) / n
+                    t_b = mean_over_ranks(_bare_loop(dist, buf, args.iters))
+                    t_h = mean_over_ranks(time_op(backend, op, args.iters, 0))
                 best_h, best_b = min(best_h, t_h), min(best_b, t_b)
             h_bw = algbw_gbs(plan.size_bytes, best_h) * factor
             b_bw = algbw_gbs(plan.size_bytes, best_b) * factor
