@@ -95,7 +95,9 @@ class CollectiveRun:
     step_bytes: int | None = None
     backend: str | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
-    out_of_bounds: int | None = None
+    out_of_bounds: int | None = None  # as nccl-tests: checks (rank x size x placement) that failed
+    # placement -> why this backend cannot measure it (e.g. no out-of-place form): never emulated
+    not_measured: dict[str, str] = field(default_factory=dict)
     version: str | None = None
     legacy_error_column: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,10 @@ Examples:
   bench-runner collectives all_reduce all_gather --hosts a:8,b:8 --launcher ssh --iface eth0
   bench-runner collectives all_reduce --hosts a:8,b:8 --launcher torchrun --dry-run
   bench-runner collectives all_reduce --backend mlx-jaccl --mlx-hostfile hosts.json --dry-run
+
+Exit status as nccl-tests: 7 when any element was wrong ("Out of bounds values : N FAILED"),
+1 when a rank failed to run, 0 otherwise. `--json` writes {"runs", "results", "failures",
+"context"}; context says per collective which placements were measured and why any was not.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shlex
 import sys
 from typing import Any
 
-from .worker import add_sweep_arguments
+from .worker import WRONG_RESULT_EXIT, add_sweep_arguments, any_wrong
 
 
 def _worker_args(args: argparse.Namespace) -> list[str]:
@@ -80,7 +84,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from . import launcher as L
     from .mlx_backend import build_mlx_launch_command
-    from .records import run_to_records
+    from .records import run_context, run_to_records
 
     wargs = _worker_args(args)
     if args.backend.startswith("mlx-"):
@@ -167,12 +171,20 @@ def run(args: argparse.Namespace) -> int:
             res, fail = run_to_records(r)
             results += [x.to_json() for x in res]
             failures += [x.to_json() for x in fail]
-        _write_json(args.json, [r.to_json() for r in runs], failures, results)
-    bad = sum(r.total_wrong() for r in runs)
-    return 1 if bad else 0
+        context = {r.collective: run_context(r) for r in runs}
+        _write_json(args.json, [r.to_json() for r in runs], failures, results, context)
+    # as nccl-tests: a failed check fails the command
+    return WRONG_RESULT_EXIT if any_wrong(runs) else 0
 
 
-def _write_json(path: str, runs: list[Any], failures: list[Any], results: list[Any] | None = None) -> None:
+def _write_json(
+    path: str,
+    runs: list[Any],
+    failures: list[Any],
+    results: list[Any] | None = None,
+    context: dict[str, Any] | None = None,
+) -> None:
+    data = {"runs": runs, "results": results or [], "failures": failures, "context": context or {}}
     with open(path, "w") as f:
-        json.dump({"runs": runs, "results": results or [], "failures": failures}, f, indent=2)
+        json.dump(data, f, indent=2)
         f.write("\n")

@@ -8,8 +8,9 @@ nccl-tests (see METRICS.md):
 - algbw = S / 1e9 / t, with S the printed size in bytes and t the time per operation in seconds;
 - busbw = algbw x factor: all_reduce 2(n-1)/n; reduce_scatter, all_gather, alltoall (n-1)/n;
   broadcast, reduce, sendrecv 1;
-- for all_gather, reduce_scatter and alltoall the printed size is the total over ranks
-  (per-rank count x type size x n).
+- for the collectives that split the buffer over ranks (all_gather, reduce_scatter, alltoall;
+  gather, scatter, hypercube in logs) each rank's count is count / n rounded down to a multiple of
+  16 bytes, and the printed size is the total over ranks (per-rank count x type size x n).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bench_formats.collectives import KNOWN_FACTOR_NAMES
 from bench_formats.collectives import CollectiveRun as CollectiveRun
 from bench_formats.collectives import PlacementResult as PlacementResult
 from bench_formats.collectives import SizeRow as SizeRow
@@ -31,7 +33,6 @@ class CollectiveSpec:
     name: str  # our name: all_reduce, all_gather, ...
     redop: str  # what nccl-tests prints in the redop column ("sum" or "none")
     root: int  # what nccl-tests prints in the root column (-1 when there is no root)
-    total_over_ranks: bool  # printed size is per-rank count x type size x n
     in_place_checked: bool = True  # nccl-tests prints N/A for in-place alltoall/sendrecv
 
     @property
@@ -40,11 +41,11 @@ class CollectiveSpec:
 
 
 COLLECTIVES: dict[str, CollectiveSpec] = {
-    "all_reduce": CollectiveSpec("all_reduce", "sum", -1, False),
-    "all_gather": CollectiveSpec("all_gather", "none", -1, True),
-    "reduce_scatter": CollectiveSpec("reduce_scatter", "sum", -1, True),
-    "alltoall": CollectiveSpec("alltoall", "none", -1, True, in_place_checked=False),
-    "broadcast": CollectiveSpec("broadcast", "none", 0, False),
+    "all_reduce": CollectiveSpec("all_reduce", "sum", -1),
+    "all_gather": CollectiveSpec("all_gather", "none", -1),
+    "reduce_scatter": CollectiveSpec("reduce_scatter", "sum", -1),
+    "alltoall": CollectiveSpec("alltoall", "none", -1, in_place_checked=False),
+    "broadcast": CollectiveSpec("broadcast", "none", 0),
 }
 
 
@@ -126,6 +127,31 @@ def size_sweep(min_bytes: int, max_bytes: int, factor: int = 2, step_bytes: int 
     return sizes
 
 
+# nccl-tests' <collective>GetCollByteCount: these give each rank count / nranks elements, rounded
+# down to a multiple of 16 bytes (nccl-tests >= 2.13.12, so that every rank's slice stays aligned).
+SPLIT_OVER_RANKS = frozenset({"all_gather", "reduce_scatter", "alltoall", "gather", "scatter", "hypercube"})
+_SLICE_ALIGN_BYTES = 16
+
+
+def printed_count(collective: str, requested_bytes: int, dtype: str, nranks: int) -> tuple[int, int]:
+    """(count, size in bytes) as nccl-tests prints them for a requested size (`-b/-e/-f` step).
+
+    count is per rank for the collectives in SPLIT_OVER_RANKS, whose printed size is the total
+    over ranks; any collective nccl-tests has (KNOWN_FACTOR_NAMES) is accepted.
+    """
+    if collective not in KNOWN_FACTOR_NAMES:
+        raise ValueError(f"unknown collective {collective!r}")
+    if nranks < 1:
+        raise ValueError(f"nranks must be >= 1, got {nranks}")
+    tsize = DTYPE_SIZES[normalize_dtype(dtype)]
+    total = requested_bytes // tsize
+    if collective not in SPLIT_OVER_RANKS:
+        return total, total * tsize
+    per_rank = total // nranks
+    per_rank -= per_rank % max(1, _SLICE_ALIGN_BYTES // tsize)
+    return per_rank, per_rank * nranks * tsize
+
+
 @dataclass(frozen=True)
 class SizePlan:
     """How a requested size maps to buffers for one collective (as nccl-tests computes it)."""
@@ -138,18 +164,16 @@ class SizePlan:
 
 
 def plan_size(collective: str, requested_bytes: int, dtype: str, nranks: int) -> SizePlan:
-    spec = COLLECTIVES[collective]
-    tsize = DTYPE_SIZES[normalize_dtype(dtype)]
-    total = requested_bytes // tsize
-    if spec.total_over_ranks:
-        per = total // nranks
-        size = per * nranks * tsize
-        if collective == "all_gather":
-            return SizePlan(requested_bytes, per, size, per, per * nranks)
-        if collective == "reduce_scatter":
-            return SizePlan(requested_bytes, per, size, per * nranks, per)
-        return SizePlan(requested_bytes, per, size, per * nranks, per * nranks)  # alltoall
-    return SizePlan(requested_bytes, total, total * tsize, total, total)
+    if collective not in COLLECTIVES:
+        raise ValueError(f"unknown collective {collective!r}; one of {sorted(COLLECTIVES)}")
+    count, size = printed_count(collective, requested_bytes, dtype, nranks)
+    if collective == "all_gather":
+        return SizePlan(requested_bytes, count, size, count, count * nranks)
+    if collective == "reduce_scatter":
+        return SizePlan(requested_bytes, count, size, count * nranks, count)
+    if collective == "alltoall":
+        return SizePlan(requested_bytes, count, size, count * nranks, count * nranks)
+    return SizePlan(requested_bytes, count, size, count, count)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,6 +228,8 @@ def render_header(
             f"#  Rank {dev.get('rank', 0):2d} Group  0 Pid {dev.get('pid', 0):6d} on {host:>10} "
             f"device {dev.get('device', 0):2d} [{dev.get('device_hex', 'cpu')}] {dev.get('device_info', '')}"
         )
+    for placement, why in sorted(run.not_measured.items()):
+        lines.append(f"# {placement.replace('_', '-')}: not measured ({why})")
     cols = ("size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong")
     units = ("(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "")
     lines += ["#", _table_line(("",) * 5, "           out-of-place                       in-place          ")]

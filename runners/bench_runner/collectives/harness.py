@@ -3,7 +3,13 @@
 Per size and placement (out-of-place, then in-place): fill buffers, warm up, barrier, time `iters`
 calls of the prepared operation with `time.perf_counter` (nothing else inside the loop), wait for
 the device, average the per-op time across ranks; then refill with the predictable pattern, run
-once more and count wrong elements on every rank (summed over ranks, as nccl-tests' `#wrong`).
+once more and count wrong elements on every rank. As nccl-tests:
+- `#wrong` is the sum over ranks of the elements that differ from the expected result;
+- `out_of_bounds` (the footer's "Out of bounds values") counts the checks that failed: one per
+  rank, size and placement with any wrong element;
+- a placement the backend has no true form of is not measured (never emulated with a copy);
+  `CollectiveRun.not_measured` says which and why.
+All sums over ranks (times, counts) are float64.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import CollectiveBackend, PreparedOp
+from .backends import PLACEMENTS, CollectiveBackend, PreparedOp
 from .core import (
     COLLECTIVES,
     CollectiveRun,
@@ -39,7 +45,7 @@ class SweepConfig:
     iters: int = 20
     check: bool = True
     fault_rank: int | None = None  # corrupt this rank's contribution in the correctness pass
-    placements: tuple[str, ...] = ("out_of_place", "in_place")
+    placements: tuple[str, ...] = PLACEMENTS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,6 +54,9 @@ class SweepConfig:
         self.dtype = normalize_dtype(self.dtype)
         if self.iters < 1 or self.warmup_iters < 0:
             raise ValueError("iters must be >= 1 and warmup iters >= 0")
+        unknown = [p for p in self.placements if p not in PLACEMENTS]
+        if unknown:
+            raise ValueError(f"unknown placement {unknown[0]!r}; one of {', '.join(PLACEMENTS)}")
 
 
 def time_op(backend: CollectiveBackend, op: PreparedOp, iters: int, warmup_iters: int) -> float:
@@ -62,6 +71,29 @@ def time_op(backend: CollectiveBackend, op: PreparedOp, iters: int, warmup_iters
         run()
     backend.synchronize()
     return (time.perf_counter() - start) / iters
+
+
+@dataclass
+class Check:
+    """One correctness pass of one size and placement, summed over ranks."""
+
+    wrong: int | None  # None: not checked (N/A)
+    failed_ranks: int  # ranks that saw any wrong element (nccl-tests' out-of-bounds count)
+
+
+def check_op(backend: CollectiveBackend, op: PreparedOp, fault: bool) -> Check:
+    """Refill with the pattern (this rank's input corrupted when `fault`), run once, count."""
+    op.fill(fault)
+    op.run()
+    backend.synchronize()
+    local = op.count_wrong()
+    # every rank takes part in the sum, checked or not
+    wrong, failed, unchecked = backend.sum_values(
+        [float(local or 0), 1.0 if local else 0.0, 1.0 if local is None else 0.0]
+    )
+    if unchecked == backend.world_size:
+        return Check(None, 0)
+    return Check(int(wrong), int(failed))
 
 
 def run_sweep(backend: CollectiveBackend, cfg: SweepConfig) -> CollectiveRun:
@@ -79,6 +111,8 @@ def run_sweep(backend: CollectiveBackend, cfg: SweepConfig) -> CollectiveRun:
             "device_info": backend.device_info,
         }
     )
+    unsupported = backend.unsupported_placements(cfg.collective)
+    placements = [p for p in cfg.placements if p not in unsupported]
     run = CollectiveRun(
         collective=cfg.collective,
         nranks=n,
@@ -91,31 +125,30 @@ def run_sweep(backend: CollectiveBackend, cfg: SweepConfig) -> CollectiveRun:
         step_bytes=cfg.step_bytes if cfg.step_factor <= 1 else None,
         backend=backend.name,
         devices=sorted(devices, key=lambda d: d["rank"]),
+        not_measured={p: why for p, why in unsupported.items() if p in cfg.placements},
         extra=dict(cfg.extra),
     )
     if cfg.fault_rank is not None:
         run.extra["fault_rank"] = cfg.fault_rank
+    failed_checks = 0
     for requested in size_sweep(cfg.min_bytes, cfg.max_bytes, cfg.step_factor, cfg.step_bytes):
         plan = plan_size(cfg.collective, requested, cfg.dtype, n)
         if plan.count == 0:
             continue
         halves: dict[str, PlacementResult] = {}
-        for placement in cfg.placements:
+        for placement in placements:
             op = backend.prepare(
                 cfg.collective, cfg.dtype, plan.send_elems, plan.recv_elems, in_place=placement == "in_place"
             )
             op.fill(False)
             t_local = time_op(backend, op, cfg.iters, cfg.warmup_iters)
-            t = backend.sum_scalar(t_local) / n
+            (t_sum,) = backend.sum_values([t_local])
+            t = t_sum / n
             wrong: int | None = None
             if cfg.check:
-                op.fill(cfg.fault_rank == backend.rank)
-                op.run()
-                backend.synchronize()
-                local = op.count_wrong()
-                # every rank takes part in the sum; -1 marks "not checked" (N/A)
-                total = backend.sum_scalar(float(local) if local is not None else -1.0)
-                wrong = None if local is None else int(round(total))
+                check = check_op(backend, op, cfg.fault_rank == backend.rank)
+                wrong = check.wrong
+                failed_checks += check.failed_ranks
             alg = algbw_gbs(plan.size_bytes, t)
             halves[placement] = PlacementResult(time_us=t * 1e6, algbw=alg, busbw=alg * factor, wrong=wrong)
         run.rows.append(
@@ -130,5 +163,5 @@ def run_sweep(backend: CollectiveBackend, cfg: SweepConfig) -> CollectiveRun:
             )
         )
     run.avg_busbw = run.computed_avg_busbw()
-    run.out_of_bounds = 0
+    run.out_of_bounds = failed_checks
     return run

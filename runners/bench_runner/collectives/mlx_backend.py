@@ -7,8 +7,14 @@ MLX cannot run here (Apple silicon / MLX CUDA only), so this module is two parts
 - the worker (`python mlx_backend.py COLLECTIVE ...`, started by mlx.launch on every host), which
   drives the same harness through `MlxBackend`. Hardware calls live only in `MlxBackend`.
 
-MLX arrays are immutable, so "in-place" runs the same call as out-of-place; mx.distributed has
-no broadcast or alltoall, so those collectives are refused rather than emulated.
+MLX arrays are immutable and every mx.distributed call returns a new array, so only the
+out-of-place half is measured (the run's `not_measured` says so); mx.distributed has no
+broadcast or alltoall, so those collectives are refused rather than emulated.
+
+Sums over ranks (times, wrong-element counts) are float64: each rank's values travel as raw
+float64 bytes in one all_gather and are added in Python in rank order (`sum_over_ranks`), not by
+an all_sum in float32 (Metal has no float64), which would round a count above 2**24 and times to
+about 7 digits.
 """
 
 from __future__ import annotations
@@ -16,12 +22,23 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import FAULT_STRIDE, PreparedOp, pattern_modulus
+import numpy as np
+
+from .backends import (
+    Bits,
+    PreparedOp,
+    rank_input,
+    sum_over_ranks,
+    wrong_elements,
+)
+from .core import DTYPE_SIZES
 
 MLX_BACKENDS = ("ring", "jaccl")
 MLX_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter")
@@ -87,8 +104,24 @@ def build_mlx_launch_command(
     return cmd
 
 
+def pack_floats(values: Sequence[float]) -> bytes:
+    """One rank's values as little-endian float64 bytes (what `sum_values` all-gathers)."""
+    return struct.pack(f"<{len(values)}d", *values)
+
+
+def unpack_rank_floats(raw: bytes, world_size: int) -> list[list[float]]:
+    """The all-gathered bytes back into each rank's values, in rank order."""
+    if world_size < 1 or len(raw) % (8 * world_size):
+        raise ValueError(f"{len(raw)} bytes do not split into {world_size} ranks of float64 values")
+    width = len(raw) // 8 // world_size
+    return [list(struct.unpack_from(f"<{width}d", raw, rank * width * 8)) for rank in range(world_size)]
+
+
+_OBJECT_BYTES = 1024  # gather_objects: each rank's JSON, padded to this length
+
+
 class MlxBackend:  # pragma: no cover - needs MLX on Apple silicon
-    """A rank of an mx.distributed group."""
+    """A rank of an mx.distributed group. Every MLX call is in this class."""
 
     def __init__(self, backend: str = "ring") -> None:
         import mlx.core as mx
@@ -103,19 +136,35 @@ class MlxBackend:  # pragma: no cover - needs MLX on Apple silicon
         self.device = str(mx.default_device())
         self.device_info = f"MLX {mx.__version__} {self.device}"
 
-    def _pattern(self, rank: int, start: int, n: int, mod: int, dtype: str) -> Any:
+    def _array(self, values: Any, dtype: str) -> Any:
+        return self.mx.array(values).astype(getattr(self.mx, MLX_DTYPES[dtype]))
+
+    def _bits(self, arr: Any, dtype: str) -> Bits:
+        """An MLX array's elements as unsigned bit patterns (numpy has no bfloat16 to convert to)."""
+        unsigned = getattr(self.mx, f"uint{8 * DTYPE_SIZES[dtype]}")
+        bits: Bits = np.array(self.mx.view(arr, unsigned))
+        return bits
+
+    def _all_gather_bytes(self, payload: bytes) -> bytes:
+        """Every rank's `payload` (all the same length), concatenated in rank order."""
         mx = self.mx
-        idx = mx.arange(start, start + n, dtype=mx.int32)
-        return ((idx * 7 + rank * 3 + 1) % mod).astype(getattr(mx, MLX_DTYPES[dtype]))
+        gathered = mx.distributed.all_gather(
+            mx.array(np.frombuffer(payload, dtype=np.uint8)), group=self.group
+        )
+        mx.eval(gathered)
+        return bytes(np.array(gathered, dtype=np.uint8))
+
+    def unsupported_placements(self, collective: str) -> dict[str, str]:
+        return {"in_place": "mx.distributed returns a new array: MLX has no in-place collective"}
 
     def prepare(
         self, collective: str, dtype: str, send_elems: int, recv_elems: int, in_place: bool
     ) -> PreparedOp:
+        if in_place:
+            raise ValueError(self.unsupported_placements(collective)["in_place"])
         mx = self.mx
         dist = mx.distributed
         n, r = self.world_size, self.rank
-        mod = pattern_modulus(dtype, n)
-        state: dict[str, Any] = {"x": self._pattern(r, 0, send_elems, mod, dtype), "out": None}
         if collective == "all_reduce":
             fn = dist.all_sum
         elif collective == "all_gather":
@@ -124,29 +173,24 @@ class MlxBackend:  # pragma: no cover - needs MLX on Apple silicon
             fn = dist.sum_scatter
         else:
             raise ValueError(f"mx.distributed cannot run {collective}")
+        state: dict[str, Any] = {"x": self._array(rank_input(dtype, r, n, send_elems), dtype), "out": None}
         evaluate = mx.eval
+        group = self.group
 
         def run() -> None:
-            out = fn(state["x"], group=self.group)
+            out = fn(state["x"], group=group)
             evaluate(out)
             state["out"] = out
 
         def fill(fault: bool) -> None:
-            x = self._pattern(r, 0, send_elems, mod, dtype)
-            if fault:
-                bump = (mx.arange(send_elems) % FAULT_STRIDE == 0).astype(x.dtype)
-                x = x + bump
+            x = self._array(rank_input(dtype, r, n, send_elems, fault), dtype)
             evaluate(x)
             state["x"] = x
 
         def wrong() -> int | None:
-            if collective == "all_reduce":
-                exp = sum(self._pattern(q, 0, recv_elems, mod, dtype) for q in range(n))
-            elif collective == "all_gather":
-                exp = mx.concatenate([self._pattern(q, 0, send_elems, mod, dtype) for q in range(n)])
-            else:
-                exp = sum(self._pattern(q, r * recv_elems, recv_elems, mod, dtype) for q in range(n))
-            return int((state["out"] != exp).sum().item())
+            return wrong_elements(
+                self._bits(state["out"], dtype), collective, dtype, r, n, send_elems, recv_elems
+            )
 
         return PreparedOp(run, fill, wrong)
 
@@ -156,20 +200,14 @@ class MlxBackend:  # pragma: no cover - needs MLX on Apple silicon
     def synchronize(self) -> None:
         self.mx.synchronize()
 
-    def sum_scalar(self, value: float) -> float:
-        out = self.mx.distributed.all_sum(self.mx.array([value], dtype=self.mx.float32), group=self.group)
-        return float(out.item())
+    def sum_values(self, values: Sequence[float]) -> list[float]:
+        raw = self._all_gather_bytes(pack_floats(values))
+        return sum_over_ranks(unpack_rank_floats(raw, self.world_size))
 
     def gather_objects(self, obj: Any) -> list[Any]:
-        mx = self.mx
-        raw = json.dumps(obj).encode()[:1024].ljust(1024, b" ")
-        arr = mx.array(list(raw), dtype=mx.uint8)
-        allb = mx.distributed.all_gather(arr, group=self.group)
-        data = bytes(allb.tolist())
-        return [
-            json.loads(data[i * 1024 : (i + 1) * 1024].decode().strip() or "null")
-            for i in range(self.world_size)
-        ]
+        raw = self._all_gather_bytes(json.dumps(obj).encode()[:_OBJECT_BYTES].ljust(_OBJECT_BYTES, b" "))
+        chunks = [raw[i * _OBJECT_BYTES : (i + 1) * _OBJECT_BYTES] for i in range(self.world_size)]
+        return [json.loads(chunk.decode().strip() or "null") for chunk in chunks]
 
     def close(self) -> None:
         pass
@@ -178,27 +216,14 @@ class MlxBackend:  # pragma: no cover - needs MLX on Apple silicon
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - runs under mlx.launch
     import argparse
 
-    from .core import render_text
-    from .harness import run_sweep
-    from .worker import JSON_MARKER, add_sweep_arguments, sweep_configs
+    from .worker import add_sweep_arguments, run_sweeps, sweep_configs
 
     p = argparse.ArgumentParser(prog="mlx collectives worker")
     add_sweep_arguments(p)
     p.add_argument("--mlx-backend", default=os.environ.get("BENCH_MLX_BACKEND", "ring"), choices=MLX_BACKENDS)
     p.add_argument("--emit-json", action="store_true")
     args = p.parse_args(argv)
-    backend = MlxBackend(args.mlx_backend)
-    runs = []
-    for cfg in sweep_configs(args):
-        cfg.placements = ("out_of_place",)
-        run = run_sweep(backend, cfg)
-        runs.append(run)
-        if backend.rank == 0:
-            sys.stdout.write(render_text(run) + "\n")
-    if backend.rank == 0 and args.emit_json:
-        sys.stdout.write(JSON_MARKER + " " + json.dumps({"runs": [r.to_json() for r in runs]}) + "\n")
-    sys.stdout.flush()
-    return 0
+    return run_sweeps(MlxBackend(args.mlx_backend), sweep_configs(args), emit_json=args.emit_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

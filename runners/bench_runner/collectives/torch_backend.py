@@ -1,7 +1,8 @@
 """`torch.distributed` backend: gloo on the CPU, NCCL on CUDA (same code, device "cuda").
 
 Hardware-specific calls are isolated in `_device_for` and `synchronize`; everything else is the
-same for gloo and NCCL.
+same for gloo and NCCL. all_reduce and broadcast are measured in place only (torch has no
+out-of-place form of them); the others in both placements.
 """
 
 from __future__ import annotations
@@ -9,10 +10,18 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from .backends import FAULT_STRIDE, PreparedOp, pattern_modulus
+from .backends import (
+    UNSIGNED_OF_WIDTH,
+    Bits,
+    PreparedOp,
+    rank_input,
+    wrong_elements,
+)
+from .core import COLLECTIVES
 
 TORCH_DTYPES = {
     "int8": "int8",
@@ -26,6 +35,20 @@ TORCH_DTYPES = {
     "double": "float64",
     "bfloat16": "bfloat16",
 }
+_SAME_WIDTH_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
+BROADCAST_ROOT = 0  # the root the pattern check expects (backends.expected_output)
+# torch.distributed reduces and broadcasts in place only: an out-of-place form would have to copy
+# the input into the output first, and a copy is not part of the collective. These are measured
+# in place only, and the run says so.
+_IN_PLACE_ONLY = {
+    "all_reduce": "torch.distributed.all_reduce has no out-of-place form",
+    "broadcast": "torch.distributed.broadcast has no out-of-place form",
+}
+
+
+def _newest(dist: Any, name: str, older: str) -> Any:
+    """Recent torch deprecates the `*_tensor` names for `*_single` (same arguments): the newer one."""
+    return getattr(dist, name, None) or getattr(dist, older)
 
 
 def _device_for(backend: str, local_rank: int) -> str:
@@ -91,130 +114,69 @@ class TorchDistBackend:
     def _tdtype(self, dtype: str) -> Any:
         return getattr(self.torch, TORCH_DTYPES[dtype])
 
-    def _pattern(self, rank: int, start: int, n: int, mod: int) -> Any:
-        """Pattern values for elements start..start+n of `rank`, as int64 on the CPU."""
-        idx = self.torch.arange(start, start + n, dtype=self.torch.int64)
-        return (idx * 7 + rank * 3 + 1) % mod
-
-    def _count_mismatch(self, out: Any, expected_int64: Any, dtype: str) -> int:
-        got = out.detach().to("cpu")
-        expected = expected_int64.to(self._tdtype(dtype))
-        return int((got != expected).sum().item())
+    def _bits(self, tensor: Any) -> Bits:
+        """The tensor's elements as unsigned bit patterns, on the CPU."""
+        width = tensor.element_size()
+        raw = tensor.detach().to("cpu").contiguous().view(getattr(self.torch, _SAME_WIDTH_INT[width]))
+        bits: Bits = raw.numpy().view(UNSIGNED_OF_WIDTH[width])
+        return bits
 
     # -- the interface ---------------------------------------------------------------------
+
+    def unsupported_placements(self, collective: str) -> dict[str, str]:
+        why = _IN_PLACE_ONLY.get(collective)
+        return {"out_of_place": why} if why else {}
 
     def prepare(
         self, collective: str, dtype: str, send_elems: int, recv_elems: int, in_place: bool
     ) -> PreparedOp:
+        if not in_place and collective in _IN_PLACE_ONLY:
+            raise ValueError(f"{self.name}: {_IN_PLACE_ONLY[collective]}")
         torch, dist = self.torch, self.dist
-        tdtype = self._tdtype(dtype)
         n, r = self.world_size, self.rank
-        mod = pattern_modulus(dtype, n)
-        dev = self.device
+        tdtype = self._tdtype(dtype)
 
-        def fill_tensor(t: Any, values: Any) -> None:
-            t.copy_(values.to(tdtype))
+        def new(elems: int) -> Any:
+            return torch.zeros(elems, dtype=tdtype, device=self.device)
 
-        def corrupt(t: Any, fault: bool) -> None:
-            if fault:
-                view = t[::FAULT_STRIDE]
-                view.add_(1)
-
+        # Every `run` is the bare torch.distributed call on buffers made here: nothing else is timed.
         if collective == "all_reduce":
-            recv = torch.zeros(recv_elems, dtype=tdtype, device=dev)
-            send = recv if in_place else torch.zeros(send_elems, dtype=tdtype, device=dev)
-            run = functools.partial(dist.all_reduce, recv) if in_place else _all_reduce_oop(dist, send, recv)
-
-            def fill(fault: bool) -> None:
-                fill_tensor(send, self._pattern(r, 0, send_elems, mod))
-                corrupt(send, fault)
-                if not in_place:
-                    recv.zero_()
-
-            def wrong() -> int | None:
-                exp = sum(self._pattern(q, 0, recv_elems, mod) for q in range(n))
-                return self._count_mismatch(recv, exp, dtype)
-
-            return PreparedOp(run, fill, wrong)
-
-        if collective == "all_gather":
-            per = send_elems
-            recv = torch.zeros(recv_elems, dtype=tdtype, device=dev)
-            send = recv[r * per : (r + 1) * per] if in_place else torch.zeros(per, dtype=tdtype, device=dev)
-            run = functools.partial(dist.all_gather_into_tensor, recv, send)
-
-            def fill(fault: bool) -> None:
-                if not in_place:
-                    recv.zero_()
-                fill_tensor(send, self._pattern(r, 0, per, mod))
-                corrupt(send, fault)
-
-            def wrong() -> int | None:
-                exp = torch.cat([self._pattern(q, 0, per, mod) for q in range(n)])
-                return self._count_mismatch(recv, exp, dtype)
-
-            return PreparedOp(run, fill, wrong)
-
-        if collective == "reduce_scatter":
-            per = recv_elems
-            send = torch.zeros(send_elems, dtype=tdtype, device=dev)
-            recv = send[r * per : (r + 1) * per] if in_place else torch.zeros(per, dtype=tdtype, device=dev)
-            run = functools.partial(dist.reduce_scatter_tensor, recv, send)
-
-            def fill(fault: bool) -> None:
-                fill_tensor(send, self._pattern(r, 0, send_elems, mod))
-                corrupt(send, fault)
-                if not in_place:
-                    recv.zero_()
-
-            def wrong() -> int | None:
-                exp = sum(self._pattern(q, r * per, per, mod) for q in range(n))
-                return self._count_mismatch(recv, exp, dtype)
-
-            return PreparedOp(run, fill, wrong)
-
-        if collective == "alltoall":
-            per = send_elems // n
-            send = torch.zeros(send_elems, dtype=tdtype, device=dev)
-            recv = send if in_place else torch.zeros(recv_elems, dtype=tdtype, device=dev)
+            send = recv = new(recv_elems)
+            run = functools.partial(dist.all_reduce, recv)
+        elif collective == "broadcast":
+            # every rank starts from its own pattern, so a broadcast that did not happen is visible
+            send = recv = new(recv_elems)
+            run = functools.partial(dist.broadcast, recv, BROADCAST_ROOT)
+        elif collective == "all_gather":
+            recv = new(recv_elems)
+            send = recv[r * send_elems : (r + 1) * send_elems] if in_place else new(send_elems)
+            run = functools.partial(_newest(dist, "all_gather_single", "all_gather_into_tensor"), recv, send)
+        elif collective == "reduce_scatter":
+            send = new(send_elems)
+            recv = send[r * recv_elems : (r + 1) * recv_elems] if in_place else new(recv_elems)
+            run = functools.partial(
+                _newest(dist, "reduce_scatter_single", "reduce_scatter_tensor"), recv, send
+            )
+        elif collective == "alltoall":
+            send = new(send_elems)
+            recv = send if in_place else new(recv_elems)
             run = functools.partial(dist.all_to_all_single, recv, send)
+        else:
+            raise ValueError(f"unsupported collective {collective!r}")
 
-            def fill(fault: bool) -> None:
-                fill_tensor(send, self._pattern(r, 0, send_elems, mod))
-                corrupt(send, fault)
-                if not in_place:
-                    recv.zero_()
+        def fill(fault: bool) -> None:
+            # output first: in-place the input is (a slice of) it and is written next
+            recv.zero_()
+            send.copy_(torch.from_numpy(rank_input(dtype, r, n, send_elems, fault)).to(tdtype))
 
-            def wrong() -> int | None:
-                if in_place:
-                    return None  # as nccl-tests: in-place alltoall is not validated (N/A)
-                exp = torch.cat([self._pattern(q, r * per, per, mod) for q in range(n)])
-                return self._count_mismatch(recv, exp, dtype)
+        checked = not in_place or COLLECTIVES[collective].in_place_checked
 
-            return PreparedOp(run, fill, wrong)
+        def wrong() -> int | None:
+            if not checked:
+                return None  # as nccl-tests: in-place alltoall is not validated (N/A)
+            return wrong_elements(self._bits(recv), collective, dtype, r, n, send_elems, recv_elems)
 
-        if collective == "broadcast":
-            root = 0
-            buf = torch.zeros(recv_elems, dtype=tdtype, device=dev)
-            send = buf if in_place else torch.zeros(send_elems, dtype=tdtype, device=dev)
-            if in_place:
-                run = functools.partial(dist.broadcast, buf, root)
-            else:
-                run = _broadcast_oop(dist, send, buf, root, r)
-
-            def fill(fault: bool) -> None:
-                # Non-root ranks start from their own pattern, so a missing broadcast is visible.
-                fill_tensor(send, self._pattern(r, 0, send_elems, mod))
-                corrupt(send, fault)
-                if not in_place:
-                    buf.zero_()
-
-            def wrong() -> int | None:
-                return self._count_mismatch(buf, self._pattern(root, 0, recv_elems, mod), dtype)
-
-            return PreparedOp(run, fill, wrong)
-
-        raise ValueError(f"unsupported collective {collective!r}")
+        return PreparedOp(run, fill, wrong)
 
     def barrier(self) -> None:
         self.dist.barrier()
@@ -223,10 +185,10 @@ class TorchDistBackend:
         if self.device.startswith("cuda"):
             self.torch.cuda.synchronize()
 
-    def sum_scalar(self, value: float) -> float:
-        t = self.torch.tensor([value], dtype=self.torch.float64, device=self.device)
+    def sum_values(self, values: Sequence[float]) -> list[float]:
+        t = self.torch.tensor(list(values), dtype=self.torch.float64, device=self.device)
         self.dist.all_reduce(t)
-        return float(t.item())
+        return [float(v) for v in t.tolist()]
 
     def gather_objects(self, obj: Any) -> list[Any]:
         out: list[Any] = [None] * self.world_size
@@ -236,30 +198,3 @@ class TorchDistBackend:
     def close(self) -> None:
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
-
-
-def _all_reduce_oop(dist: Any, send: Any, recv: Any) -> Any:
-    """Out-of-place all-reduce: torch reduces in place, so the send buffer is copied into recv first
-    (the copy is part of the operation, as the data movement NCCL's out-of-place variant does)."""
-    copy = recv.copy_
-    op = dist.all_reduce
-
-    def run() -> None:
-        copy(send)
-        op(recv)
-
-    return run
-
-
-def _broadcast_oop(dist: Any, send: Any, recv: Any, root: int, rank: int) -> Any:
-    """Out-of-place broadcast: the root copies its send buffer into the receive buffer first."""
-    op = dist.broadcast
-    if rank == root:
-        copy = recv.copy_
-
-        def run_root() -> None:
-            copy(send)
-            op(recv, root)
-
-        return run_root
-    return functools.partial(op, recv, root)

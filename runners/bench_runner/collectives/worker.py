@@ -4,6 +4,11 @@ Reads the torch.distributed env rendezvous (MASTER_ADDR, MASTER_PORT, RANK, WORL
 so it runs the same under our launcher, `torchrun`, ssh or `ip netns exec`. Rank 0 prints the
 nccl-tests style text; with `--emit-json` it then prints one line `JSON_MARKER <json>` that the
 launcher picks up.
+
+Exit status, as nccl-tests: WRONG_RESULT_EXIT on every rank when any element was wrong (an
+"Out of bounds values : N FAILED" footer), 0 otherwise. With `--emit-json` the caller reads the
+verdict from the JSON (`#wrong`, `out_of_bounds`) and a finished run exits 0, so that a
+non-zero status keeps meaning a rank that crashed.
 """
 
 from __future__ import annotations
@@ -11,11 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TextIO
 
-from .core import COLLECTIVES, DTYPE_SIZES, parse_size, render_text
+from .core import COLLECTIVES, DTYPE_SIZES, CollectiveRun, parse_size, render_text
+
+if TYPE_CHECKING:
+    from .backends import CollectiveBackend
+    from .harness import SweepConfig
 
 JSON_MARKER = "#@bench-runner-json"
+WRONG_RESULT_EXIT = 7  # nccl-tests' status when a check failed (testNumResults)
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +55,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="gloo", choices=["gloo", "nccl"], help="torch.distributed backend")
 
 
-def sweep_configs(args: argparse.Namespace) -> list[Any]:
+def sweep_configs(args: argparse.Namespace) -> list[SweepConfig]:
     from .harness import SweepConfig
 
     return [
@@ -64,6 +75,31 @@ def sweep_configs(args: argparse.Namespace) -> list[Any]:
     ]
 
 
+def any_wrong(runs: Iterable[CollectiveRun]) -> bool:
+    """Whether any check of these runs failed (a wrong element or an out-of-bounds value)."""
+    return any(r.total_wrong() > 0 or (r.out_of_bounds or 0) > 0 for r in runs)
+
+
+def run_sweeps(
+    backend: CollectiveBackend, cfgs: list[SweepConfig], *, emit_json: bool, out: TextIO | None = None
+) -> int:
+    """Every sweep on this rank; rank 0 writes the text (and the JSON line). The exit status."""
+    from .harness import run_sweep
+
+    out = out or sys.stdout
+    runs = []
+    for cfg in cfgs:
+        run = run_sweep(backend, cfg)
+        runs.append(run)
+        if backend.rank == 0:
+            out.write(render_text(run) + "\n")
+            out.flush()
+    if backend.rank == 0 and emit_json:
+        out.write(JSON_MARKER + " " + json.dumps({"runs": [r.to_json() for r in runs]}) + "\n")
+        out.flush()
+    return WRONG_RESULT_EXIT if any_wrong(runs) and not emit_json else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_runner.collectives.worker")
     add_sweep_arguments(p)
@@ -71,26 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="process group timeout, seconds")
     args = p.parse_args(argv)
 
-    from .harness import run_sweep
     from .torch_backend import TorchDistBackend
 
     backend = TorchDistBackend(args.backend, timeout_s=args.timeout)
     try:
-        runs = []
-        for cfg in sweep_configs(args):
-            run = run_sweep(backend, cfg)
-            runs.append(run)
-            if backend.rank == 0:
-                sys.stdout.write(render_text(run))
-                sys.stdout.write("\n")
-                sys.stdout.flush()
-        if backend.rank == 0 and args.emit_json:
-            sys.stdout.write(JSON_MARKER + " " + json.dumps({"runs": [r.to_json() for r in runs]}) + "\n")
-            sys.stdout.flush()
+        status = run_sweeps(backend, sweep_configs(args), emit_json=args.emit_json)
         backend.barrier()
     finally:
         backend.close()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -150,6 +150,7 @@ def test_text_layout_and_round_trip() -> None:
     )
     assert [r.size for r in got.rows] == [r.size for r in run.rows]
     for a, b in zip(got.rows, run.rows, strict=True):
+        assert a.out_of_place and b.out_of_place and a.in_place and b.in_place
         assert a.out_of_place.busbw == pytest.approx(b.out_of_place.busbw, abs=0.005)
         assert a.in_place.time_us == pytest.approx(b.in_place.time_us, abs=0.005)
     assert got.avg_busbw == pytest.approx(run.avg_busbw, rel=1e-5)

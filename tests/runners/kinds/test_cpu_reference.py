@@ -68,12 +68,14 @@ def _check_records(results: list[Any]) -> None:
     assert value(gen, "prefill_tok_s") > 0 and value(gen, "generation_tok_s") > 0
 
     coll = "gloo-all-reduce-2r"
-    busbw = by[(coll, "busbw")]
+    # torch's all_reduce is in place only: no out-of-place busbw/algbw/time_us records
+    assert (coll, "busbw") not in by
+    busbw = by[(coll, "busbw_inplace")]
     assert sorted(get(r, "params")["size_bytes"] for r in busbw) == SIZES
     assert all(float(get(r, "value")) > 0 for r in busbw)
     assert all(get(r, "params")["nranks"] == 2 and get(r, "params")["backend"] == "gloo" for r in busbw)
     assert value(coll, "avg_busbw") > 0
-    assert len(by[(coll, "time_us")]) == len(SIZES)
+    assert len(by[(coll, "time_us_inplace")]) == len(SIZES)
 
 
 def test_cpu_reference_suite_end_to_end(tmp_path: Path) -> None:
