@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bench_formats.nccl_tests import parse_runs
 from bench_runner.collectives.backends import (
     FAULT_STRIDE,
     Bits,
@@ -27,7 +28,6 @@ from bench_runner.collectives.harness import SweepConfig, run_sweep
 from bench_runner.collectives.mlx_backend import pack_floats, unpack_rank_floats
 from bench_runner.collectives.records import run_context, run_to_records
 from bench_runner.collectives.worker import JSON_MARKER, WRONG_RESULT_EXIT, run_sweeps
-from bench_runner.importers.nccl_tests import parse_runs
 
 # (rank, recv_elems, in_place) -> elements of that rank's output to corrupt
 Plant = dict[tuple[int, int, bool], int]

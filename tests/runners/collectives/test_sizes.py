@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from bench_formats.nccl_tests import parse_runs
 from bench_runner.collectives.core import (
     COLLECTIVES,
     DTYPE_SIZES,
@@ -17,7 +18,6 @@ from bench_runner.collectives.core import (
     printed_count,
     size_sweep,
 )
-from bench_runner.importers.nccl_tests import parse_runs
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data")) / "nccl_tests"
