@@ -4,9 +4,11 @@ server (`POST /api/v1/imports`) and the runner (`bench-runner import`) use.
     from bench_formats import parse, detect_format
     outcome = parse("auto", text, source_name="all_reduce.log")
 
-Formats: nccl-tests, vllm (--save-result JSON or console block), sglang (bench_serving JSONL),
-llmperf (summary JSON), llama-bench (JSON, JSONL or markdown), exo (bench JSON),
-mlx-lm (mlx_lm.benchmark output or mlx_lm.generate --verbose footer).
+Formats: nccl-tests, vllm (--save-result JSON, console block, or the nightly-benchmarks table),
+sglang (bench_serving JSONL), llmperf (summary JSON), llama-bench (JSON, JSONL or markdown),
+exo (bench JSON), mlx-lm (mlx_lm.benchmark output or mlx_lm.generate --verbose footer).
+Input that is recognisably something else (asv histories, GitHub webhook payloads, documents,
+CSV summaries, ...) is refused with an ImportFormatError that says what it is and why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import ImportFormatError, ImportOutcome
+from .unsupported import describe
 
 FORMATS = ("nccl-tests", "vllm", "sglang", "llmperf", "llama-bench", "exo", "mlx-lm")
 _ALIASES = {
@@ -54,6 +57,8 @@ def detect_format(text: str, filename: str | None = None) -> str:
 
     stripped = text.lstrip()
     data = _load_json(stripped) if stripped[:1] in "[{" else None
+    if data is not None and (reason := describe(stripped, filename)) is not None:
+        raise ImportFormatError(f"not imported: {reason}")
     if isinstance(data, dict):
         if isinstance(data.get("requests"), list) and ("label" in data or "runs" in data):
             return "exo"
@@ -66,8 +71,8 @@ def detect_format(text: str, filename: str | None = None) -> str:
     if isinstance(data, list) and data and isinstance(data[0], dict):
         if "avg_ts" in data[0]:
             return "llama-bench"
-        if "ttft_s" in data[0]:
-            raise ImportFormatError("LLMPerf individual responses are not imported; import the summary JSON")
+        if "Test name" in data[0]:
+            return "vllm"
     if data is None and stripped[:1] == "{":
         first = _first_jsonl(stripped)
         if first is not None:
@@ -83,6 +88,9 @@ def detect_format(text: str, filename: str | None = None) -> str:
         return "llama-bench"
     if "prompt_tps=" in text or "tokens-per-sec" in text:
         return "mlx-lm"
+    reason = describe(text, filename)
+    if reason is not None:
+        raise ImportFormatError(f"not imported: {reason}")
     name = (filename or "").lower()
     for fmt in FORMATS:
         if fmt.replace("-", "_") in name.replace("-", "_"):
@@ -98,18 +106,20 @@ def _parse_json_doc(text: str, what: str) -> Any:
 
 
 def _vllm(text: str, source_name: str | None) -> ImportOutcome:
-    from .serving import parse_vllm_console, parse_vllm_json
+    from .serving import parse_vllm_console, parse_vllm_json, parse_vllm_nightly_table
 
-    if text.lstrip().startswith("{"):
+    if text.lstrip()[:1] in "[{":
         data = _parse_json_doc(text, "vllm")
+        if isinstance(data, list):
+            return parse_vllm_nightly_table(data, source_name)
         if not isinstance(data, dict):
-            raise ImportFormatError("vllm: expected a JSON object")
+            raise ImportFormatError("vllm: expected a JSON object or the nightly table's list of rows")
         return parse_vllm_json(data, source_name)
     return parse_vllm_console(text, source_name)
 
 
 def _llmperf(text: str, source_name: str | None) -> ImportOutcome:
-    from .serving import parse_llmperf_summary
+    from .llmperf import parse_llmperf_summary
 
     data = _parse_json_doc(text, "llmperf")
     if not isinstance(data, dict):
@@ -129,7 +139,7 @@ def _exo(text: str, source_name: str | None) -> ImportOutcome:
 def _parsers() -> dict[str, Callable[[str, str | None], ImportOutcome]]:
     from . import nccl_tests
     from .localgen import parse_llama_bench, parse_mlx_lm
-    from .serving import parse_sglang_jsonl
+    from .sglang import parse_sglang_jsonl
 
     return {
         "nccl-tests": nccl_tests.parse,
@@ -154,12 +164,17 @@ def parse(fmt: str, text: str, *, source_name: str | None = None) -> ImportOutco
         raise ImportFormatError(f"unknown format {fmt!r}; one of {FORMATS} or 'auto'")
     try:
         outcome = parsers[fmt](text, source_name)
-    except ImportFormatError:
-        raise
+        if not outcome.results and not outcome.failures:
+            raise ImportFormatError(f"{fmt}: no results found in {source_name or 'input'}")
+    except ImportFormatError as exc:
+        # Something a detector took for a tool's output (a document quoting it, say) and the
+        # parser then could not read: say what the input is, when we can tell.
+        reason = describe(text, source_name)
+        if reason is None:
+            raise
+        raise ImportFormatError(f"not imported: {reason} (read as {fmt}: {exc.message})") from exc
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise ImportFormatError(f"{fmt}: could not parse {source_name or 'input'}: {exc}") from exc
-    if not outcome.results and not outcome.failures:
-        raise ImportFormatError(f"{fmt}: no results found in {source_name or 'input'}")
     outcome.meta = {"format": fmt, "source_name": source_name, **outcome.meta}
     return outcome
 

@@ -4,11 +4,13 @@ collectives harness and the nccl-tests importer.
 Definitions follow NVIDIA nccl-tests (see METRICS.md): busbw = algbw x factor, with factor
 all_reduce 2(n-1)/n; reduce_scatter, all_gather, alltoall (n-1)/n; broadcast, reduce, sendrecv 1.
 
-Records, per size: `busbw` (out-of-place), `busbw_inplace`, `algbw` (GB/s, higher is better) and
-`time_us` (lower is better), with params {collective, nranks, dtype, size_bytes[, backend]}. Per run:
-`avg_busbw` (the "Avg bus bandwidth" line) with the sweep bounds in its params.
-A size whose `#wrong` is above zero gives no numbers (they measured a broken collective): the run
-gets one `wrong_result` FailureRecord naming the sizes, and no `avg_busbw`.
+Records, per size: `busbw`, `algbw` (GB/s, higher is better) and `time_us` (lower is better) of
+the out-of-place half, and `busbw_inplace`, `algbw_inplace`, `time_us_inplace` of the in-place
+half, with params {collective, nranks, dtype, size_bytes[, backend]}. Per run: `avg_busbw` (the
+"Avg bus bandwidth" line) with the sweep bounds in its params.
+A run with any `#wrong` above zero, or with out-of-bounds values, gives no numbers at all (they
+measured a broken collective, and nccl-tests exits non-zero for it): only one `wrong_result`
+FailureRecord naming the sizes, with the rows in its log excerpt.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .records import FailureRecord, ResultRecord
+from .records import Direction, FailureRecord, ResultRecord
 
 # Every collective whose bus factor is known (the runner runs a subset of them).
 KNOWN_FACTOR_NAMES = (
@@ -137,46 +139,79 @@ def base_params(run: CollectiveRun, extra: dict[str, Any] | None = None) -> dict
     return params
 
 
+def _placement_fields(p: PlacementResult | None) -> str:
+    if p is None:
+        return ""
+    wrong = "N/A" if p.wrong is None else str(p.wrong)
+    return f"  {p.time_us:g} {p.algbw:g} {p.busbw:g} {wrong}"
+
+
+def rows_excerpt(run: CollectiveRun) -> str:
+    """The rows in nccl-tests' column order (size count type redop root, then time algbw busbw
+    #wrong per half), as the evidence of a failure."""
+    lines = []
+    for row in run.rows:
+        root = "" if row.root is None else f" {row.root}"
+        head = f"{row.size} {row.count} {row.type} {row.redop}{root}"
+        lines.append(head + _placement_fields(row.out_of_place) + _placement_fields(row.in_place))
+    return "\n".join(lines)
+
+
+def wrong_sizes(run: CollectiveRun) -> list[tuple[int, int]]:
+    """(size, wrong elements) for every row with a `#wrong` above zero."""
+    out = []
+    for row in run.rows:
+        wrong = sum((p.wrong or 0) for _, p in row.placements())
+        if wrong > 0:
+            out.append((row.size, wrong))
+    return out
+
+
+def wrong_message(run: CollectiveRun, name: str | None = None) -> str | None:
+    """Why `run` measured a broken collective (wrong elements, out-of-bounds values), or None."""
+    bad = wrong_sizes(run)
+    parts = []
+    if bad:
+        total = sum(w for _, w in bad)
+        sizes = ", ".join(f"{s} B: {w}" for s, w in bad[:20])
+        parts.append(f"{total} wrong elements ({sizes})")
+    if run.out_of_bounds:
+        parts.append(f"{run.out_of_bounds} out of bounds values")
+    if not parts:
+        return None
+    return f"{name or run.collective} over {run.nranks} ranks: " + "; ".join(parts)
+
+
 def run_to_records(
     run: CollectiveRun,
     *,
     suite: str = SUITE,
     extra_params: dict[str, Any] | None = None,
 ) -> tuple[list[ResultRecord], list[FailureRecord]]:
-    results: list[ResultRecord] = []
-    failures: list[FailureRecord] = []
     base = base_params(run, extra_params)
     bench = run.collective
-    wrong_sizes: list[tuple[int, int]] = []
+    wrong = wrong_message(run)
+    if wrong is not None:
+        # Not one number from a run that computed wrong values: its timings are of a broken
+        # collective, and nccl-tests itself exits non-zero for it.
+        failure = FailureRecord(suite, bench, "wrong_result", wrong, dict(base), rows_excerpt(run) or None)
+        return [], [failure]
+    results: list[ResultRecord] = []
     for row in run.rows:
-        wrong = sum((p.wrong or 0) for _, p in row.placements())
-        if wrong > 0:
-            wrong_sizes.append((row.size, wrong))
-            continue
         params = {**base, "size_bytes": row.size}
-        oop, ip = row.out_of_place, row.in_place
-        if oop is not None:
-            results.append(ResultRecord(suite, bench, "busbw", oop.busbw, "GB/s", "higher", dict(params)))
-            results.append(ResultRecord(suite, bench, "algbw", oop.algbw, "GB/s", "higher", dict(params)))
-            results.append(ResultRecord(suite, bench, "time_us", oop.time_us, "us", "lower", dict(params)))
-        if ip is not None:
-            results.append(
-                ResultRecord(suite, bench, "busbw_inplace", ip.busbw, "GB/s", "higher", dict(params))
+        for suffix, p in (("", row.out_of_place), ("_inplace", row.in_place)):
+            if p is None:
+                continue
+            figures: tuple[tuple[str, float, str, Direction], ...] = (
+                ("busbw", p.busbw, "GB/s", "higher"),
+                ("algbw", p.algbw, "GB/s", "higher"),
+                ("time_us", p.time_us, "us", "lower"),
             )
-    if wrong_sizes:
-        total = sum(w for _, w in wrong_sizes)
-        sizes = ", ".join(f"{s} B: {w}" for s, w in wrong_sizes[:20])
-        failures.append(
-            FailureRecord(
-                suite,
-                bench,
-                "wrong_result",
-                f"{run.collective} over {run.nranks} ranks: {total} wrong elements ({sizes})",
-                dict(base),
-                None,
-            )
-        )
-    elif run.rows:
+            for metric, value, unit, direction in figures:
+                results.append(
+                    ResultRecord(suite, bench, metric + suffix, value, unit, direction, dict(params))
+                )
+    if run.rows:
         avg = run.avg_busbw if run.avg_busbw is not None else run.computed_avg_busbw()
         if math.isfinite(avg):
             params = {**base, "min_bytes": run.rows[0].size, "max_bytes": run.rows[-1].size}
@@ -194,10 +229,4 @@ def run_to_records(
                     stats={"mean": avg, "max": max(busbws), "min": min(busbws)},
                 )
             )
-    if run.out_of_bounds:
-        failures.append(
-            FailureRecord(
-                suite, bench, "wrong_result", f"{run.out_of_bounds} out of bounds values", dict(base)
-            )
-        )
-    return results, failures
+    return results, []

@@ -3,6 +3,10 @@ exo bench JSON, and `mlx_lm.benchmark` / `mlx_lm.generate --verbose` output.
 
 Metric names: `prefill_tokens_per_s` (pp tests, prompt_tps), `generation_tokens_per_s` (tg tests,
 generation_tps), `tokens_per_s` (combined pp+tg tests), `ttft_ms`, `peak_memory_gb`.
+
+llama-bench: one result per printed test (JSON record or table row), even when a file runs the
+same test several times: each run keeps its own repetitions (`samples_ts`) as samples and its
+`avg_ts` / `stddev_ts` as stats, and the results store averages the runs of a commit.
 """
 
 from __future__ import annotations
@@ -91,7 +95,9 @@ def parse_llama_bench_records(records: list[dict[str, Any]]) -> ImportOutcome:
                 stats=stats,
             )
         )
-    out.results = merge_duplicates(out.results)
+    # A test run again (the same settings in another record) is not merged: each run stays a
+    # result of its own with its samples_ts and stddev_ts, and the store's point for the commit
+    # is their mean with every run's samples.
     out.meta = {"builds": sorted(builds), "records": len(records)}
     return out
 
@@ -157,7 +163,6 @@ def parse_llama_bench_markdown(text: str, source_name: str | None) -> ImportOutc
         )
     if not out.results:
         raise ImportFormatError("no llama-bench markdown table rows (| model | ... | test | t/s |) found")
-    out.results = merge_duplicates(out.results)
     out.meta = {"builds": builds}
     return out
 

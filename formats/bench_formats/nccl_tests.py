@@ -3,8 +3,13 @@
 Handles: several collectives in one log (`# Collective test starting/concluded`), the 2.18 header
 (`unalign`), the pre-2.13 layout (no `root`, an `error` column of max deviations instead of
 `#wrong`, no `Collective test starting` line), OpenMPI `--tag-output` prefixes (`[1,0]<stdout>:`),
-NCCL_DEBUG and shell noise, `N/A` in-place checks, and failed runs (an NCCL error, or a log that
-ends before any result), which become FailureRecords instead of zeros.
+NCCL_DEBUG and shell noise, and `N/A` in-place checks.
+
+A collective block gives results only when nccl-tests finished it and found it correct: its
+`Avg bus bandwidth` line is printed, no `#wrong` is above zero and the `Out of bounds values`
+footer does not say FAILED. Any other block (an NCCL error, a log cut short, wrong values) gives
+one FailureRecord with the lines it did print as its log excerpt, and no results: never an
+average that nccl-tests did not print.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from typing import Any
 from .base import ImportFormatError, ImportOutcome
 from .collectives import (
     KNOWN_FACTOR_NAMES,
+    SUITE,
     CollectiveRun,
     PlacementResult,
     SizeRow,
+    base_params,
     bus_factor,
     run_to_records,
+    wrong_message,
 )
 from .records import FailureClass, FailureRecord
 
@@ -61,7 +69,9 @@ class _Block:
     rows: list[SizeRow] = field(default_factory=list)
     avg: float | None = None
     oob: int | None = None
+    oob_failed: bool = False
     concluded: bool = False
+    printed: list[str] = field(default_factory=list)  # table header, rows and footer, as printed
     errors: list[str] = field(default_factory=list)
     start_line: int = 0
 
@@ -160,13 +170,20 @@ def _split_blocks(text: str) -> tuple[list[_Block], list[str]]:
             cur.has_root = "root" in cols
             cur.legacy = "error" in cols and "#wrong" not in cols
             cur.in_table = True
+            cur.printed.append(s)
+            continue
+        if cur.in_table and s.startswith("#") and "(B)" in s:  # the units line under the header
+            cur.printed.append(s)
             continue
         if m := _OOB.match(s):
             cur.oob = int(m[1])
+            cur.oob_failed = m[2].upper() == "FAILED"
             cur.in_table = False
+            cur.printed.append(s)
             continue
         if m := _AVG.match(s):
             cur.avg = float(m[1])
+            cur.printed.append(s)
             continue
         if m := _CONCLUDED.match(s):
             cur.concluded = True
@@ -180,6 +197,7 @@ def _split_blocks(text: str) -> tuple[list[_Block], list[str]]:
             row = _parse_row(s.split(), cur)
             if row is not None:
                 cur.rows.append(row)
+                cur.printed.append(s)
                 continue
         if _ERROR_HINT.search(s) and "NCCL INFO" not in s:
             cur.errors.append(s)
@@ -216,12 +234,67 @@ def _classify(errors: list[str]) -> FailureClass:
     joined = " ".join(errors).lower()
     if "out of memory" in joined:
         return "oom"
-    if "timeout" in joined or "timed out" in joined:
+    if any(w in joined for w in ("timeout", "timed out", "time limit")):
         return "timeout"
     return "crash"
 
 
+def _excerpt(block: _Block) -> str | None:
+    lines = block.printed + block.errors[-10:]
+    return "\n".join(lines) or None
+
+
+def _block_failure(block: _Block, run: CollectiveRun, name: str, is_last: bool) -> FailureRecord | None:
+    """The FailureRecord for a block that printed rows but must not give results, else None."""
+    params = base_params(run)
+    wrong = wrong_message(run, name)
+    if wrong is not None or block.oob_failed:
+        msg = wrong or f"{name} over {run.nranks} ranks: the out-of-bounds check FAILED"
+        return FailureRecord(SUITE, run.collective, "wrong_result", msg, params, _excerpt(block))
+    if block.avg is not None:
+        return None
+    last = block.rows[-1].size
+    planned = f" of {block.header['max_bytes']} B" if "max_bytes" in block.header else ""
+    cut = (
+        f"{name}: output ends after {len(block.rows)} rows (up to {last} B{planned}) "
+        "without 'Avg bus bandwidth'"
+    )
+    cls: FailureClass
+    if block.errors:
+        cls = _classify(block.errors)
+        msg = f"{cut}: {block.errors[0]}"
+    elif is_last:
+        # Nothing more was printed: the run was killed (a job time limit) or hung.
+        cls, msg = "timeout", f"{cut}; no error printed (killed or hung)"
+    else:
+        # Later collectives ran, so this process ended early without a word.
+        cls, msg = "crash", f"{cut}; no error printed, the next test started"
+    return FailureRecord(SUITE, run.collective, cls, msg, params, _excerpt(block))
+
+
+def _run_of(block: _Block, collective: str, nranks: int) -> CollectiveRun:
+    return CollectiveRun(
+        collective=collective,
+        nranks=nranks,
+        dtype=block.rows[0].type,
+        rows=block.rows,
+        avg_busbw=block.avg,
+        warmup_iters=block.header.get("warmup"),
+        iters=block.header.get("iters"),
+        min_bytes=block.header.get("min_bytes"),
+        max_bytes=block.header.get("max_bytes"),
+        step_factor=block.header.get("step") if block.header.get("step_is_factor") else None,
+        step_bytes=None if block.header.get("step_is_factor") else block.header.get("step"),
+        backend="nccl",
+        devices=block.ranks,
+        out_of_bounds=block.oob,
+        version=block.version,
+        legacy_error_column=block.legacy,
+    )
+
+
 def parse_runs(text: str, source_name: str | None = None) -> tuple[list[CollectiveRun], list[FailureRecord]]:
+    """The complete, correct collective runs of a log, and a FailureRecord for every other block."""
     blocks, stray = _split_blocks(text)
     if not blocks:
         raise ImportFormatError(
@@ -229,54 +302,27 @@ def parse_runs(text: str, source_name: str | None = None) -> tuple[list[Collecti
         )
     runs: list[CollectiveRun] = []
     failures: list[FailureRecord] = []
-    for b in blocks:
+    for i, b in enumerate(blocks):
         name = _infer_name(b, text, source_name)
         collective = name.removesuffix("_perf")
         nranks = len(b.ranks) or (b.header.get("nthread", 1) * b.header.get("ngpus", 1))
-        dtype = b.rows[0].type if b.rows else "unknown"
-        params = {"collective": collective, "nranks": nranks, "backend": "nccl"}
         if b.rows:
-            run = CollectiveRun(
-                collective=collective,
-                nranks=nranks,
-                dtype=dtype,
-                rows=b.rows,
-                avg_busbw=b.avg,
-                warmup_iters=b.header.get("warmup"),
-                iters=b.header.get("iters"),
-                min_bytes=b.header.get("min_bytes"),
-                max_bytes=b.header.get("max_bytes"),
-                step_factor=b.header.get("step") if b.header.get("step_is_factor") else None,
-                step_bytes=None if b.header.get("step_is_factor") else b.header.get("step"),
-                backend="nccl",
-                devices=b.ranks,
-                out_of_bounds=b.oob,
-                version=b.version,
-                legacy_error_column=b.legacy,
-            )
-            runs.append(run)
-            if b.avg is None:
-                failures.append(
-                    FailureRecord(
-                        "collectives",
-                        collective,
-                        _classify(b.errors) if b.errors else "crash",
-                        f"{name}: log ends after {len(b.rows)} rows without 'Avg bus bandwidth'",
-                        params,
-                        "\n".join(b.errors[-10:]) or None,
-                    )
-                )
-        else:
-            errs = b.errors or stray
-            if errs:
-                msg = f"{name} failed before any result: {errs[0]}"
-                cls: FailureClass = _classify(errs)
+            run = _run_of(b, collective, nranks)
+            failure = _block_failure(b, run, name, is_last=i == len(blocks) - 1)
+            if failure is None:
+                runs.append(run)
             else:
-                msg = f"{name}: log ends after the header/device list with no results (hung or killed)"
-                cls = "timeout"
-            failures.append(
-                FailureRecord("collectives", collective, cls, msg, params, "\n".join(errs[-10:]) or None)
-            )
+                failures.append(failure)
+            continue
+        params = {"collective": collective, "nranks": nranks, "backend": "nccl"}
+        errs = b.errors or stray
+        if errs:
+            msg = f"{name} failed before any result: {errs[0]}"
+            cls: FailureClass = _classify(errs)
+        else:
+            msg = f"{name}: log ends after the header/device list with no results (hung or killed)"
+            cls = "timeout"
+        failures.append(FailureRecord(SUITE, collective, cls, msg, params, "\n".join(errs[-10:]) or None))
     return runs, failures
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -144,19 +145,157 @@ def test_failed_runs_become_failures_not_zeros() -> None:
     assert "no results" in trunc.failures[0].message
 
 
-def test_wrong_results_and_truncated_table(tmp_path: Path) -> None:
-    text = (DATA / "gh200_2node_2gpu_allreduce_1M-128M_v2.18.2.txt").read_text()
-    bad = text.replace("3.09       0   335.85", "3.09      17   335.85")
-    out = parse("nccl-tests", bad)
-    wrong = [f for f in out.failures if f.failure_class == "wrong_result"]
-    assert len(wrong) == 1 and "17 wrong" in wrong[0].message
-    assert not any(r.metric == "avg_busbw" for r in out.results)
-    assert not any(r.params.get("size_bytes") == 1048576 for r in out.results)
+GH200 = DATA / "gh200_2node_2gpu_allreduce_1M-128M_v2.18.2.txt"
+MULTI = DATA / "h100_1node_8gpu_5collectives_v2.17.8.txt"
+_ROW = re.compile(r"^\s*\d+\s+\d+\s+[a-z0-9_]+\s+\w+\s")
 
-    cut = text.split("# Out of bounds")[0]
-    partial = parse("nccl-tests", cut)
-    assert partial.failures and partial.failures[0].failure_class == "crash"
-    assert len([r for r in partial.results if r.metric == "busbw"]) == 8
+
+def _rows_printed(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if _ROW.match(line)]
+
+
+def _cut_after_rows(text: str, n: int) -> str:
+    """The log as if the run died right after printing its n-th row."""
+    out, seen = [], 0
+    for line in text.splitlines():
+        out.append(line)
+        if _ROW.match(line):
+            seen += 1
+            if seen == n:
+                break
+    return "\n".join(out) + "\n"
+
+
+def _blocks(text: str) -> list[str]:
+    """A multi-collective log split at each `# Collective test starting` (first piece: preamble)."""
+    parts = re.split(r"(?m)^(?=# nccl-tests version)", text)
+    return [p for p in parts if p.strip()]
+
+
+def test_log_cut_after_four_rows_is_a_timeout_that_keeps_the_rows() -> None:
+    text = GH200.read_text()
+    cut = _cut_after_rows(text, 4)
+    out = parse("nccl-tests", cut)
+    # The old importer stored these four rows and an avg_busbw of 8.21 it computed itself.
+    assert out.results == []
+    assert parse_runs(cut)[0] == []
+    (failure,) = out.failures
+    assert (failure.failure_class, failure.benchmark) == ("timeout", "all_reduce")
+    assert "after 4 rows (up to 8388608 B of 134217728 B)" in failure.message
+    assert "no error printed" in failure.message
+    assert failure.log_excerpt is not None
+    excerpt = failure.log_excerpt.splitlines()
+    assert excerpt[-4:] == _rows_printed(text)[:4]
+    assert excerpt[0].split()[1:3] == ["size", "count"]  # the column header comes with them
+    assert failure.params == {"collective": "all_reduce", "nranks": 2, "dtype": "float", "backend": "nccl"}
+
+
+def test_block_cut_inside_a_multi_collective_log_is_a_crash_and_the_rest_imports() -> None:
+    text = MULTI.read_text()
+    blocks = _blocks(text)
+    assert "all_gather_perf" in blocks[1]
+    blocks[1] = _cut_after_rows(blocks[1], 3)
+    out = parse("nccl-tests", "".join(blocks))
+    (failure,) = out.failures
+    assert (failure.failure_class, failure.benchmark) == ("crash", "all_gather")
+    assert "after 3 rows" in failure.message and "the next test started" in failure.message
+    assert failure.log_excerpt is not None
+    assert failure.log_excerpt.splitlines()[-3:] == _rows_printed(blocks[1])
+    assert not [r for r in out.results if r.benchmark == "all_gather"]
+    printed = _printed_avgs(text)
+    avgs = {r.benchmark: r.value for r in out.results if r.metric == "avg_busbw"}
+    assert avgs == {
+        "all_reduce": printed[0],
+        "reduce_scatter": printed[2],
+        "alltoall": printed[3],
+        "sendrecv": printed[4],
+    }
+
+
+@pytest.mark.parametrize(
+    ("error_line", "failure_class"),
+    [
+        ("cnode3-002: Test NCCL failure common.cu:1279 'unhandled cuda error'", "crash"),
+        ("cnode3-002: Test CUDA failure common.cu:892 'out of memory'", "oom"),
+        (
+            "slurmstepd: error: *** STEP 4242.0 ON cnode3-002 CANCELLED AT 2026-01-28T15:00:00 "
+            "DUE TO TIME LIMIT ***",
+            "timeout",
+        ),
+    ],
+)
+def test_an_error_after_some_rows_is_a_failure_with_rows_and_error(
+    error_line: str, failure_class: str
+) -> None:
+    text = GH200.read_text()
+    broken = _cut_after_rows(text, 5) + error_line + "\n"
+    out = parse("nccl-tests", broken)
+    assert out.results == []
+    (failure,) = out.failures
+    assert failure.failure_class == failure_class
+    assert error_line in failure.message
+    assert failure.log_excerpt is not None
+    excerpt = failure.log_excerpt.splitlines()
+    assert excerpt[-1] == error_line and excerpt[-6:-1] == _rows_printed(text)[:5]
+
+
+def _with_wrong(row: str, wrong: int) -> str:
+    tokens = row.split()
+    tokens[8] = str(wrong)  # the out-of-place #wrong column
+    return " ".join(tokens)
+
+
+def test_planted_wrong_elements_fail_their_whole_block() -> None:
+    text = MULTI.read_text()
+    first_row = _rows_printed(text)[0]
+    planted = text.replace(first_row, _with_wrong(first_row, 24), 1)
+    out = parse("nccl-tests", planted)
+    (failure,) = out.failures
+    assert (failure.failure_class, failure.benchmark) == ("wrong_result", "all_reduce")
+    assert "24 wrong elements (33554432 B: 24)" in failure.message
+    # Not even the sizes that checked out: the block measured a broken collective.
+    assert not [r for r in out.results if r.benchmark == "all_reduce"]
+    assert failure.log_excerpt is not None
+    excerpt = failure.log_excerpt.splitlines()
+    block_rows = _rows_printed(_blocks(planted)[0])
+    assert [ln for ln in excerpt if _ROW.match(ln)] == block_rows
+    assert "# Out of bounds values : 0 OK" in excerpt  # nccl-tests' footer, as printed
+    assert len([r for r in out.results if r.metric == "avg_busbw"]) == 4
+
+
+@pytest.mark.parametrize(
+    "path", [GH200, DATA / "a100_p4d_2node_16gpu_legacy_error_column_mpirun_tagged_NCCL_DEBUG.txt"]
+)
+def test_a_failed_out_of_bounds_footer_is_a_wrong_result(path: Path) -> None:
+    text = path.read_text()
+    assert text.count("Out of bounds values : 0 OK") == 1
+    out = parse("nccl-tests", text.replace("Out of bounds values : 0 OK", "Out of bounds values : 3 FAILED"))
+    assert out.results == []
+    (failure,) = out.failures
+    assert failure.failure_class == "wrong_result" and "3 out of bounds values" in failure.message
+    assert failure.log_excerpt is not None and "Out of bounds values : 3 FAILED" in failure.log_excerpt
+
+
+def test_in_place_and_out_of_place_figures_match_the_printed_row() -> None:
+    path = DATA / "h100_2node_smoke_allreduce_sendrecv_v2.17.8.txt"
+    text = path.read_text()
+    out = parse("nccl-tests", text)
+    got = {
+        (r.benchmark, r.params["size_bytes"], r.metric): r.value
+        for r in out.results
+        if "size_bytes" in r.params
+    }
+    names = ["all_reduce"] * 5 + ["sendrecv"] * 5
+    columns = ("time_us", "algbw", "busbw")
+    for name, row in zip(names, _rows_printed(text), strict=True):
+        tokens = row.split()
+        size = int(tokens[0])
+        for i, metric in enumerate(columns):
+            assert got[(name, size, metric)] == float(tokens[5 + i])
+            assert got[(name, size, f"{metric}_inplace")] == float(tokens[9 + i])
+    assert len(got) == 10 * 6
+    inplace_time = next(r for r in out.results if r.metric == "time_us_inplace")
+    assert (inplace_time.unit, inplace_time.direction) == ("us", "lower")
 
 
 def test_records_are_well_formed() -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+from sqlalchemy import select
+
+from bench_server.models import Failure
 from tests.bench_server.conftest import Api
 
 SHA = "b" * 40
@@ -60,6 +64,8 @@ def test_vllm_result_file(api: Api, shared_data: Path) -> None:
     rows = api.client.get("/api/v1/results", params={"format": "json", "metric": "mean_ttft_ms"}).json()
     assert len(rows) == 1 and rows[0]["unit"] == "ms" and rows[0]["direction"] == "lower"
     assert rows[0]["value"] == json.loads(path.read_text())["mean_ttft_ms"]
+    failed = api.client.get("/api/v1/results", params={"format": "json", "metric": "failed_requests"}).json()
+    assert [row["value"] for row in failed] == [0.0]  # no request of this run failed
 
 
 def test_garbage_is_a_422_naming_content(api: Api, tmp_path: Path) -> None:
@@ -69,3 +75,31 @@ def test_garbage_is_a_422_naming_content(api: Api, tmp_path: Path) -> None:
     assert r.status_code == 422  # type: ignore[attr-defined]
     assert r.json()["detail"][0]["field"] == "content"  # type: ignore[attr-defined]
     assert api.client.get("/api/v1/results", params={"format": "json"}).json() == []
+
+
+def test_a_log_cut_mid_table_stores_one_failure_with_its_rows(
+    api: Api, shared_data: Path, tmp_path: Path
+) -> None:
+    text = (shared_data / "nccl_tests" / "gh200_2node_2gpu_allreduce_1M-128M_v2.18.2.txt").read_text()
+    rows = [line for line in text.splitlines() if re.match(r"\s+\d+\s+\d+\s", line)]  # the table
+    cut = tmp_path / "all_reduce_cut.log"
+    cut.write_text(text[: text.index(rows[4])])  # the run died after its fourth row
+    r = upload(api, cut)
+    assert r.status_code == 201, r.text  # type: ignore[attr-defined]
+    assert (r.json()["results"], r.json()["failures"]) == (0, 1)  # type: ignore[attr-defined]
+    assert api.client.get("/api/v1/results", params={"format": "json"}).json() == []
+    (failure,) = api.client.get("/api/v1/failures", params={"project": "exo"}).json()["items"]
+    assert failure["failure_class"] == "timeout" and failure["benchmark"] == "all_reduce"
+    with api.db.engine.connect() as conn:
+        excerpt = conn.execute(select(Failure.log_excerpt)).scalar_one()
+    assert excerpt is not None and excerpt.splitlines()[-4:] == [row.strip() for row in rows[:4]]
+
+
+def test_an_asv_history_is_a_422_that_names_asv(api: Api, shared_data: Path) -> None:
+    path = next(
+        (shared_data / "asv_results" / "django-asv" / "results" / "ubuntu-latest").glob("*-conda-*.json")
+    )
+    r = upload(api, path)
+    assert r.status_code == 422  # type: ignore[attr-defined]
+    detail = r.json()["detail"][0]  # type: ignore[attr-defined]
+    assert detail["field"] == "content" and "asv (airspeed velocity) results file" in detail["message"]
