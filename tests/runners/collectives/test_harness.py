@@ -150,16 +150,18 @@ def test_planted_wrong_elements_are_counted_printed_and_fail_the_run() -> None:
     (row_256,) = [ln.split() for ln in text.splitlines() if ln.strip().startswith("256 ")]
     assert (row_256[8], row_256[12]) == ("5", "0")  # out-of-place and in-place #wrong
     assert "# Out of bounds values : 3 FAILED" in text
-    back, _ = parse_runs(text)  # what nccl-tests' readers see
-    assert back[0].out_of_bounds == 3 and back[0].total_wrong() == 10
+    back, refused = parse_runs(text)  # what nccl-tests' readers see: a failed block, no numbers
+    assert back == []
+    assert [f.failure_class for f in refused] == ["wrong_result"]
+    assert "10 wrong elements" in refused[0].message and "3 out of bounds values" in refused[0].message
 
     results, failures = run_to_records(run)
     assert [f.failure_class for f in failures] == ["wrong_result"]
     assert failures[0].message == (
         "all_gather over 4 ranks: 10 wrong elements (256 B: 5, 1024 B: 5); 3 out of bounds values"
     )
-    assert not [r for r in results if r.metric == "avg_busbw"]
-    assert {r.params["size_bytes"] for r in results} == {64, 4096}  # the sizes that were right
+    assert results == []  # not even the sizes that checked out: the run measured a broken collective
+    assert failures[0].log_excerpt is not None and "256 16" in failures[0].log_excerpt
 
 
 def test_fault_injection_counts_every_rank_that_sees_it() -> None:
