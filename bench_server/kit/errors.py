@@ -1,5 +1,8 @@
 """One error hierarchy and the handlers that give every error body the same shape:
-`{"error": "<code>", "detail": <message or list of field errors>}`."""
+`{"error": "<code>", "detail": <message or list of field errors>}`.
+
+`AppError` and its subclasses are answers to a request; `TransientError` is the background
+side's one error: a task failure worth retrying later."""
 
 from __future__ import annotations
 
@@ -55,6 +58,11 @@ class Forbidden(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TransientError(Exception):
+    """A task failed for a reason that may pass (a timeout, a 5xx, a refused connection): the
+    worker retries it with backoff. Any other exception fails the task at once."""
 
 
 def error_body(code: str, detail: Any) -> dict[str, Any]:

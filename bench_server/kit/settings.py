@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     claim_poll_interval_s: float = 0.5
     # A runner silent for this long is marked offline.
     runner_offline_after_s: float = 120.0
-    # How often beat runs the lease reaper and the offline sweep (the embedded mode reaps on claim).
+    # How often beat (or, embedded, the in-process worker's tick) runs the lease reaper, the
+    # sweep of runs whose fan-out was lost, and the offline sweep.
     reaper_interval_s: float = 15.0
     # The job log keeps only its last bytes.
     job_log_max_bytes: int = 256 * 1024
@@ -53,8 +54,14 @@ class Settings(BaseSettings):
     # GitHub commit statuses: "<context>/<suite>/<hardware class>".
     github_status_context: str = "bench"
     github_timeout_s: float = 10.0
-    github_max_retries: int = 5
-    github_retry_base_s: float = 2.0
+    # A job whose state has not reached GitHub this long after it changed (its post exhausted
+    # its retries) is posted again; beat looks for such jobs this often.
+    github_status_resend_after_s: float = 600.0
+    # --- background tasks ---
+    # A task failing with a TransientError is retried up to this many times, the first retry
+    # after task_retry_base_s, doubling each time, at most five minutes apart.
+    task_max_retries: int = 5
+    task_retry_base_s: float = 2.0
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:

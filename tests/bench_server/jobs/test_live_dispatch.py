@@ -14,7 +14,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.models import Job, Project
 from tests.bench_server.jobs.helpers import REPO, VENV_BIN, LiveServer, Recorder, bearer, wait_for
@@ -134,11 +134,11 @@ def test_celery_worker_fans_out_reaps_and_posts_statuses(
     """API and worker (with beat) in their own processes, talking through Redis."""
     db, ci, reg = seed(pg_database)
     recorder = Recorder(script=[502])  # the first status post fails once and is retried by Celery
-    settings = {
+    settings: dict[str, Any] = {
         "broker_url": broker,
         "github_api_url": recorder.url,
         "github_token": "ghs_test",
-        "github_retry_base_s": 0.2,
+        "task_retry_base_s": 0.2,
         "lease_seconds": 2,
         "reaper_interval_s": 1,
         "claim_poll_interval_s": 0.1,
@@ -149,7 +149,7 @@ def test_celery_worker_fans_out_reaps_and_posts_statuses(
         [
             str(VENV_BIN / "celery"),
             "-A",
-            "bench_server.tasks",
+            "bench_server.worker",
             "worker",
             "-B",
             "-s",
