@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 
 from bench_server.app import create_app
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.kit.migrate import upgrade
 from bench_server.kit.settings import Settings

@@ -36,7 +36,7 @@ from sqlalchemy import func, insert, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_server.auth.tokens import create_token  # noqa: E402
+from bench_server.auth.service import create_token  # noqa: E402
 from bench_server.kit.db import Database  # noqa: E402
 from bench_server.kit.migrate import upgrade  # noqa: E402
 from bench_server.models import Commit, HardwareClass, Job, Project  # noqa: E402

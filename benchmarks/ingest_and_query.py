@@ -26,7 +26,7 @@ import psycopg
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.kit.sql import stable_hash
 from bench_server.models import Project

@@ -1,25 +1,18 @@
-"""Scope checks as dependencies: `RunnerAuth`, `CiAuth`, `AdminAuth`, `IngestAuth`, `RegisterAuth`."""
+"""The HTTP side of auth (it has no endpoints of its own): the bearer token of a request, checked
+as a dependency in the request's own session. `RunnerAuth`, `CiAuth`, `AdminAuth`, `IngestAuth`,
+`RegisterAuth` admit a scope; `RunnerId` is the registered runner a runner token belongs to."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
-from bench_server.auth.tokens import find_token
-from bench_server.kit.db import Database
-from bench_server.kit.deps import AppDatabase
-from bench_server.kit.errors import Forbidden, Unauthorized
-
-
-@dataclass(frozen=True)
-class Principal:
-    token_id: int
-    name: str
-    scopes: frozenset[str]
-    runner_id: int | None
+from bench_server.auth.service import Principal, authenticate, runner_of
+from bench_server.kit.deps import DbSession
+from bench_server.kit.errors import Unauthorized
 
 
 def _bearer(request: Request) -> str:
@@ -30,20 +23,11 @@ def _bearer(request: Request) -> str:
     return value.strip()
 
 
-def require_scopes(*accepted: str) -> Callable[[Request, Database], Principal]:
+def require_scopes(*accepted: str) -> Callable[[Request, Session], Principal]:
     """A dependency that admits a token holding any of `accepted` (admin is accepted everywhere)."""
 
-    def dependency(request: Request, db: AppDatabase) -> Principal:
-        token = _bearer(request)
-        with db.read_only() as session:
-            row = find_token(session, token)
-            if row is None:
-                raise Unauthorized("unknown or revoked token")
-            scopes = frozenset(row.scopes)
-            principal = Principal(row.id, row.name, scopes, row.runner_id)
-        if not scopes & (set(accepted) | {"admin"}):
-            raise Forbidden(f"this request needs a token with scope {' or '.join(accepted)}")
-        return principal
+    def dependency(request: Request, session: DbSession) -> Principal:
+        return authenticate(session, _bearer(request), accepted)
 
     return dependency
 
@@ -53,3 +37,10 @@ CiAuth = Annotated[Principal, Depends(require_scopes("ci"))]
 AdminAuth = Annotated[Principal, Depends(require_scopes("admin"))]
 IngestAuth = Annotated[Principal, Depends(require_scopes("runner", "ci"))]
 RegisterAuth = Annotated[Principal, Depends(require_scopes("register"))]
+
+
+def registered_runner(principal: RunnerAuth) -> int:
+    return runner_of(principal)
+
+
+RunnerId = Annotated[int, Depends(registered_runner)]

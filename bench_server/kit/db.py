@@ -1,4 +1,6 @@
-"""Engine and session handling. Only the request or task boundary commits."""
+"""Engine and session handling. Only the request or task boundary commits, and it commits here:
+`Database.transaction()` (tasks, the CLI, the request's session in `kit/deps.py`) and
+`end_transaction()` (a long-poll's own boundaries)."""
 
 from __future__ import annotations
 
@@ -45,11 +47,20 @@ def _default_engine() -> Engine:
 
 
 class Database:
-    """Holds the engine and session factory of one application instance."""
+    """Holds the engine and session factories of one application instance."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        # PostgreSQL: every transaction of a read-only session is BEGIN READ ONLY (psycopg's
+        # read_only flag; the pool resets it when the connection comes back), so a write fails.
+        # SQLite has no read-only transactions; there the session is read-only by convention.
+        readers = (
+            engine.execution_options(postgresql_readonly=True)
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
+        self._read_sessionmaker = sessionmaker(readers, expire_on_commit=False, autoflush=False)
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -74,10 +85,21 @@ class Database:
 
     @contextmanager
     def read_only(self) -> Iterator[Session]:
-        session = self.sessionmaker()
+        """A session for reads: a READ ONLY transaction on PostgreSQL, never committed."""
+        session = self._read_sessionmaker()
         try:
             yield session
         finally:
             # close() ends the transaction without expiring loaded objects, so callers may
             # still read the rows they fetched.
             session.close()
+
+
+def end_transaction(session: Session) -> None:
+    """Commit the session's transaction now and hand its connection back to the pool.
+
+    For a request that is a series of short units of work (the claim long-poll: each look at the
+    queue is one), so that no connection is held while it waits. The session's next statement
+    begins a new transaction; the request's own boundary commits the last one.
+    """
+    session.commit()

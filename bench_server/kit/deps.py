@@ -1,4 +1,11 @@
-"""FastAPI dependencies as short `Annotated` aliases."""
+"""FastAPI dependencies as short `Annotated` aliases.
+
+A request has one session. A write takes `DbSession`: the auth dependency
+(`bench_server.auth.deps`) takes it too, and FastAPI resolves it once per request, so the token
+lookup and the route's writes share one transaction on one connection. A read takes
+`ReadSession` (read-only on PostgreSQL). Either session checks a connection out only at its first
+statement.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from bench_server.kit.db import Database
+from bench_server.kit.outbox import AppContext
 from bench_server.kit.settings import Settings
 
 
@@ -22,13 +30,24 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+def get_app_context(request: Request) -> AppContext:
+    return AppContext(get_database(request), get_settings_dep(request))
+
+
 def get_session(db: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
-    # scope="function" below: the commit happens before the response is sent, so a failed
-    # commit becomes an error response and never a 2xx for data that was not stored.
     with db.transaction() as session:
         yield session
 
 
+def get_read_session(db: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    with db.read_only() as session:
+        yield session
+
+
+# scope="function": the session ends before the response is sent, so a failed commit becomes an
+# error response and never a 2xx for data that was not stored.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
+ReadSession = Annotated[Session, Depends(get_read_session, scope="function")]
 AppDatabase = Annotated[Database, Depends(get_database)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+AppCtx = Annotated[AppContext, Depends(get_app_context)]

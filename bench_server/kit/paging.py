@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
-from bench_server.kit.db import Database
+from bench_server.kit.deps import get_database
 from bench_server.kit.errors import InvalidInput
 from bench_server.kit.fastjson import json_response
 
@@ -68,6 +69,19 @@ Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Listing:
+    """A listing as its repository defines it: the query (unordered, unpaged), the id column that
+    orders it newest first and keys the cursor, the names of a row's columns, and how a row
+    becomes a dict (by default: the columns zipped with the row)."""
+
+    name: str
+    query: Select[*tuple[Any, ...]]
+    id_column: Any
+    columns: list[str]
+    to_row: Callable[[Any], Row] | None = None
+
+
+@dataclass(frozen=True)
 class PageParams:
     cursor: str | None
     limit: int
@@ -87,36 +101,29 @@ def page_params(
 Page = Annotated[PageParams, Depends(page_params)]
 
 
-def listing_response(
-    request: Request,
-    db: Database,
-    query: Select[Any],
-    id_column: Any,
-    columns: list[str],
-    page: PageParams,
-    *,
-    name: str,
-    to_row: Callable[[Any], Row] | None = None,
-) -> Any:
-    """Newest first. A page of JSON with `next_cursor`, or the whole listing streamed as CSV/JSON."""
-    if to_row is None:
-        to_row = lambda r: dict(zip(columns, r, strict=True))  # noqa: E731
-    fmt, limit = page.format, page.limit
-    export = export_format(request, fmt)
+def listing_response(request: Request, session: Session, page: PageParams, listing: Listing) -> Any:
+    """Newest first. A page of JSON with `next_cursor` (read in the request's session), or the
+    whole listing streamed as CSV/JSON."""
+    columns = listing.columns
+    to_row = listing.to_row or (lambda r: dict(zip(columns, r, strict=True)))
+    export = export_format(request, page.format)
+    query = listing.query
     after = decode_cursor(page.cursor)
     if after is not None:
-        query = query.where(id_column < after)
-    query = query.order_by(id_column.desc())
+        query = query.where(listing.id_column < after)
+    query = query.order_by(listing.id_column.desc())
     if export is None:
-        with db.read_only() as session:
-            rows = [to_row(r) for r in session.execute(query.limit(limit + 1))]
+        limit = page.limit
+        rows = [to_row(r) for r in session.execute(query.limit(limit + 1))]
         next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
         return json_response({"items": rows[:limit], "next_cursor": next_cursor})
 
+    db = get_database(request)
+
     def stream_rows() -> Iterator[Row]:
         # Its own session: the request's session is gone by the time the body streams.
-        with db.read_only() as session:
-            for row in session.execute(query.execution_options(yield_per=EXPORT_BATCH)):
+        with db.read_only() as export_session:
+            for row in export_session.execute(query.execution_options(yield_per=EXPORT_BATCH)):
                 yield to_row(row)
 
     if export == "csv":
@@ -136,7 +143,7 @@ def listing_response(
         return StreamingResponse(
             csv_body(),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{listing.name}.csv"'},
         )
 
     def json_body() -> Iterator[str]:

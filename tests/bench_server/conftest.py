@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench_server.app import create_app
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.kit.settings import Settings
 from bench_server.models import Project

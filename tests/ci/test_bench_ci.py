@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.models import Project
 from tests.bench_server.jobs.helpers import REPO, LiveServer, bearer

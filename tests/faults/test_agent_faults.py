@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.models import IngestBatch, Job, Project, Result
 from tests.bench_server.jobs.helpers import REPO, VENV_BIN, LiveServer, bearer, wait_for

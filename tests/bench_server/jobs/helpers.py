@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
-from bench_server.tasks import local_worker
+from bench_server.kit.embedded import local_worker
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
@@ -91,7 +91,9 @@ class LiveServer:
             **os.environ,
             "BENCH_DATABASE_URL": database_url,
             "BENCH_ENVIRONMENT": "test",
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO), str(REPO / "runners")]
+            ),  # this checkout, not the venv's
             **{f"BENCH_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None
