@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from bench_server.auth.tokens import create_token
+    from bench_server.auth.service import create_token
     from bench_server.kit.db import Database
 
     db = Database.from_url(_db_url(args))
@@ -48,7 +48,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from bench_server.auth.tokens import revoke_token
+    from bench_server.auth.service import revoke_token
     from bench_server.kit.db import Database
 
     with Database.from_url(_db_url(args)).transaction() as session:
@@ -59,11 +59,11 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 def cmd_project_create(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
-    from sqlalchemy import select
 
     from bench_server.catalog.schemas import ProjectIn
+    from bench_server.catalog.service import create_project
     from bench_server.kit.db import Database
-    from bench_server.models import Project
+    from bench_server.kit.errors import Conflict
 
     try:
         body = ProjectIn(
@@ -76,11 +76,12 @@ def cmd_project_create(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"invalid project: {exc}", file=sys.stderr)
         return 2
-    with Database.from_url(_db_url(args)).transaction() as session:
-        if session.scalars(select(Project).where(Project.slug == body.slug)).first():
-            print(f"project {body.slug!r} exists", file=sys.stderr)
-            return 0
-        session.add(Project(**body.model_dump(exclude={"name"}), name=body.name or body.slug))
+    try:
+        with Database.from_url(_db_url(args)).transaction() as session:
+            create_project(session, body)
+    except Conflict as exc:
+        print(exc.detail, file=sys.stderr)
+        return 0
     print(json.dumps(body.model_dump()))
     return 0
 
@@ -134,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".demo")
     p.add_argument("--no-serve", action="store_true", help="load the data, check it, and exit")
 
-    from bench_server.jobs import cli as jobs_cli  # `trigger`
+    from bench_server.runs import cli as runs_cli  # `trigger`
 
-    jobs_cli.register(sub)
+    runs_cli.register(sub)
     return parser
 
 

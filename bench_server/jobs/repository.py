@@ -1,4 +1,4 @@
-"""SQL for runs and jobs. Claims and the reaper are written to be safe with many API processes:
+"""SQL for jobs. Claims and the reaper are written to be safe with many API processes:
 row locks with SKIP LOCKED on PostgreSQL, and conditional UPDATEs (`WHERE state = ...`) that
 also make SQLite's single writer safe."""
 
@@ -12,27 +12,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bench_server.models import Commit, HardwareClass, IngestBatch, Job, Project, Run, Runner
+from bench_server.jobs.schemas import JobFilters
+from bench_server.kit.paging import Listing
+from bench_server.models import Commit, Failure, HardwareClass, IngestBatch, Job, Project, Runner
 from bench_server.models.jobs import ACTIVE_JOB_STATES, ACTIVE_UNFORCED, HELD_JOB_STATES
 
 # A commit x suite x hardware class with one of these jobs is not queued again unless forced.
 NOT_AGAIN_STATES = (*ACTIVE_JOB_STATES, "succeeded")
-
-
-def lock_run(session: Session, run_id: int) -> Run | None:
-    return session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
-
-
-def runner_hardware_class_ids(session: Session) -> list[int]:
-    """Hardware classes with at least one registered runner that is not disabled."""
-    return list(
-        session.scalars(
-            select(Runner.hardware_class_id)
-            .where(Runner.status != "disabled")
-            .distinct()
-            .order_by(Runner.hardware_class_id)
-        )
-    )
 
 
 def existing_identities(session: Session, project_id: int, commit_id: int) -> set[tuple[str, int]]:
@@ -97,6 +83,17 @@ def held_job(session: Session, job_id: int, runner_id: int) -> Job | None:
     ).one_or_none()
 
 
+def get_job(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def claimed_job(session: Session, job_id: int) -> tuple[Job, Project, Commit, HardwareClass]:
+    """A job this transaction just claimed, its UPDATE loaded, with what a runner needs to know."""
+    job, project, commit, hw = job_context(session, [job_id])[job_id]
+    session.refresh(job)
+    return job, project, commit, hw
+
+
 def lock_job(session: Session, job_id: int) -> Job | None:
     return session.scalars(select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
 
@@ -129,17 +126,6 @@ def overdue_jobs(session: Session, started_before: datetime, limit: int = 500) -
     ).all()
 
 
-def runs_not_fanned_out(session: Session, created_before: datetime, limit: int = 100) -> list[int]:
-    return list(
-        session.scalars(
-            select(Run.id)
-            .where(Run.fanned_out_at.is_(None), Run.created_at < created_before)
-            .order_by(Run.id)
-            .limit(limit)
-        )
-    )
-
-
 def job_context(
     session: Session, job_ids: Sequence[int]
 ) -> dict[int, tuple[Job, Project, Commit, HardwareClass]]:
@@ -164,17 +150,48 @@ def run_jobs(session: Session, run_id: int) -> list[tuple[Job, str, str | None]]
     return [(job, hw, runner) for job, hw, runner in rows]
 
 
-def jobs_listing(
-    *,
-    state: str | None = None,
-    project: str | None = None,
-    sha: str | None = None,
-    suite: str | None = None,
-    hardware_class: str | None = None,
-    runner: str | None = None,
-    run_id: int | None = None,
-) -> Any:
-    query: Any = (
+JOB_COLUMNS = [
+    "id",
+    "run_id",
+    "project",
+    "sha",
+    "branch",
+    "suite",
+    "hardware_class",
+    "state",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "runner",
+    "lease_expires_at",
+    "failure_class",
+    "message",
+    "forced",
+    "created_at",
+    "claimed_at",
+    "started_at",
+    "finished_at",
+]
+
+
+def add_failure(session: Session, job: Job, failure_class: str, message: str) -> None:
+    """A failure row for a job the server gave up on (its runner was lost, or it ran too long)."""
+    session.add(
+        Failure(
+            project_id=job.project_id,
+            commit_id=job.commit_id,
+            branch=job.branch,
+            hardware_class_id=job.hardware_class_id,
+            job_id=job.id,
+            suite=job.suite,
+            failure_class=failure_class,
+            message=message,
+        )
+    )
+
+
+def jobs_listing(filters: JobFilters) -> Listing:
+    query = (
         select(
             Job.id,
             Job.run_id,
@@ -202,21 +219,21 @@ def jobs_listing(
         .join(HardwareClass, HardwareClass.id == Job.hardware_class_id)
         .outerjoin(Runner, Runner.id == Job.runner_id)
     )
-    if state:
-        query = query.where(Job.state.in_([s.strip() for s in state.split(",") if s.strip()]))
-    if project:
-        query = query.where(Project.slug == project)
-    if sha:
-        query = query.where(Commit.sha.startswith(sha.lower()))
-    if suite:
-        query = query.where(Job.suite == suite)
-    if hardware_class:
-        query = query.where(HardwareClass.name == hardware_class)
-    if runner:
-        query = query.where(Runner.name == runner)
-    if run_id is not None:
-        query = query.where(Job.run_id == run_id)
-    return query
+    if filters.states:
+        query = query.where(Job.state.in_(filters.states))
+    if filters.project:
+        query = query.where(Project.slug == filters.project)
+    if filters.sha:
+        query = query.where(Commit.sha.startswith(filters.sha.lower()))
+    if filters.suite:
+        query = query.where(Job.suite == filters.suite)
+    if filters.hardware_class:
+        query = query.where(HardwareClass.name == filters.hardware_class)
+    if filters.runner:
+        query = query.where(Runner.name == filters.runner)
+    if filters.run_id is not None:
+        query = query.where(Job.run_id == filters.run_id)
+    return Listing("jobs", query, Job.id, JOB_COLUMNS, lambda r: dict(r._mapping))
 
 
 def count_by_state(session: Session) -> dict[str, int]:

@@ -1,183 +1,46 @@
-"""The job lifecycle: triggers (runs), fan-out, claim and lease, start/log/finish/release, cancel,
-and the lease reaper. Services take the session; the request or task boundary commits.
+"""The job lifecycle as a runner drives it: claim and lease, start, log, finish, release; cancel;
+the lease reaper; and the job reads. Services take the session; the request or task boundary
+commits. Jobs are created by a run's fan-out (`bench_server.runs`).
 
 States: queued -> claimed -> running -> succeeded | failed | timed_out, and cancelled from any
 active state. A claim takes a lease; a lease that expires puts the job back in the queue (up to
-`max_attempts` claims), after which the job fails with failure class `runner_lost`.
+`max_attempts` claims), after which the job fails with failure class `runner_lost`. Entering
+`running` or a final state is reported to GitHub as a commit status (`github.post_status`).
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bench_server.catalog.repository import hardware_class_by_name, project_by_slug, upsert_commit
 from bench_server.jobs import repository as repo
+from bench_server.jobs.bell import bell
+from bench_server.jobs.schemas import JobFilters
 from bench_server.kit.errors import Conflict, InvalidInput, NotFound
+from bench_server.kit.outbox import AppContext, after_commit, enqueue_after_commit
+from bench_server.kit.paging import Listing
 from bench_server.kit.settings import Settings
-from bench_server.models import FAILURE_CLASSES, Commit, Failure, HardwareClass, Job, Project, Run, Runner
+from bench_server.models import FAILURE_CLASSES, Commit, HardwareClass, Job, Project
 from bench_server.models.base import utcnow
-from bench_server.models.jobs import ACTIVE_JOB_STATES, FINAL_JOB_STATES
-from bench_server.tasks import TaskContext, enqueue_after_commit
+from bench_server.models.jobs import FINAL_JOB_STATES
+from bench_server.runners import repository as runners_repo
+from bench_server.runners import service as runners
 
-DEFAULT_SUITES = ["default"]
-SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-SHA = re.compile(r"^[0-9a-f]{7,64}$")
 LOG_TRUNCATED = "[... log truncated by the server ...]\n"
 
 
-def branch_from_ref(ref: str | None) -> str | None:
-    """`refs/heads/main` -> `main`; `refs/pull/3/merge` and tags -> None; a bare name stays."""
-    if not ref:
-        return None
-    if ref.startswith("refs/heads/"):
-        return ref[len("refs/heads/") :]
-    if ref.startswith("refs/"):
-        return None
-    return ref
-
-
-def priority_for(settings: Settings, project: Project, branch: str | None, pull_request: int | None) -> int:
-    if pull_request is not None:
-        return settings.priority_pull_request
-    if branch == project.default_branch:
-        return settings.priority_default_branch
-    return settings.priority_branch
-
-
-def project_suites(project: Project) -> list[str]:
-    return [str(s) for s in (project.suites or DEFAULT_SUITES)]
-
-
-# --------------------------------------------------------------------------------------
-# Triggers
-
-
-@dataclass
-class Trigger:
-    project: str
-    sha: str
-    ref: str | None = None
-    branch: str | None = None
-    suites: list[str] | None = None
-    hardware_classes: list[str] | None = None
-    force: bool = False
-    source: str = "api"
-    pull_request: int | None = None
-    priority: int | None = None
-    commit: dict[str, Any] = field(default_factory=dict)  # parents, author, message, committed_at
-
-
-def create_run(session: Session, ctx: TaskContext, trigger: Trigger) -> Run:
-    """Record the commit and a run; the fan-out into jobs is sent after the commit."""
-    project = project_by_slug(session, trigger.project)
-    sha = trigger.sha.strip().lower()
-    if not SHA.match(sha):
-        raise InvalidInput("sha", "a commit sha: 7 to 64 hex digits")
-    suites = None
-    if trigger.suites:
-        bad = [s for s in trigger.suites if not SUITE_NAME.match(s)]
-        if bad:
-            raise InvalidInput("suites", f"not suite names: {', '.join(map(repr, bad))}")
-        suites = sorted(set(trigger.suites))
-    classes = None
-    if trigger.hardware_classes:
-        classes = sorted(
-            {
-                hardware_class_by_name(session, n, field="hardware_classes").name
-                for n in trigger.hardware_classes
-            }
-        )
-    branch = trigger.branch or branch_from_ref(trigger.ref)
-    commit = upsert_commit(session, project, sha, branch=branch, **trigger.commit)
-    run = Run(
-        project_id=project.id,
-        commit_id=commit.id,
-        ref=trigger.ref,
-        source=trigger.source,
-        suites=suites,
-        hardware_classes=classes,
-        forced=trigger.force,
-        pull_request=trigger.pull_request,
-        priority=trigger.priority,
-    )
-    session.add(run)
-    session.flush()
-    enqueue_after_commit(session, ctx, "runs.fan_out", run.id)
-    return run
-
-
-def fan_out(session: Session, settings: Settings, run_id: int) -> list[int]:
-    """Create the run's jobs: one per suite x hardware class (classes named by the trigger, else
-    those with registered runners). Safe to run twice: a run fans out once."""
-    run = repo.lock_run(session, run_id)
-    if run is None or run.fanned_out_at is not None:
-        return []
-    project = session.get_one(Project, run.project_id)
-    commit = session.get_one(Commit, run.commit_id)
-    suites = [str(s) for s in run.suites] if run.suites else project_suites(project)
-    if run.hardware_classes:
-        class_ids = [hardware_class_by_name(session, str(n)).id for n in run.hardware_classes]
-    else:
-        class_ids = repo.runner_hardware_class_ids(session)
-    branch = branch_from_ref(run.ref) or commit.branch
-    priority = (
-        run.priority
-        if run.priority is not None
-        else priority_for(settings, project, branch, run.pull_request)
-    )
-    existing = set() if run.forced else repo.existing_identities(session, project.id, commit.id)
-    created: list[int] = []
-    now = utcnow()
-    for suite in suites:
-        for hw_id in class_ids:
-            if (suite, hw_id) in existing:
-                continue
-            job_id = repo.insert_job(
-                session,
-                {
-                    "run_id": run.id,
-                    "project_id": project.id,
-                    "commit_id": commit.id,
-                    "branch": branch,
-                    "suite": suite,
-                    "hardware_class_id": hw_id,
-                    "state": "queued",
-                    "priority": priority,
-                    "attempt": 0,
-                    "max_attempts": settings.max_attempts,
-                    "forced": run.forced,
-                    "created_at": now,
-                },
-            )
-            if job_id is not None:
-                created.append(job_id)
-    run.fanned_out_at = now
-    return created
+def wake_claims_after_commit(session: Session, n: int) -> None:
+    """`n` jobs become claimable when this transaction commits: wake as many waiting claims."""
+    if n:
+        after_commit(session, functools.partial(bell.ring, n))
 
 
 # --------------------------------------------------------------------------------------
 # Runner side
-
-
-def _runner(session: Session, runner_id: int) -> Runner:
-    runner = session.get(Runner, runner_id)
-    if runner is None:
-        raise NotFound(f"runner {runner_id} is not registered")
-    return runner
-
-
-def touch_runner(session: Session, runner_id: int) -> Runner:
-    runner = _runner(session, runner_id)
-    runner.last_heartbeat_at = utcnow()
-    if runner.status == "offline":
-        runner.status = "online"
-    return runner
 
 
 def claim_payload(
@@ -201,7 +64,7 @@ def claim_payload(
 
 def claim_next(session: Session, settings: Settings, runner_id: int) -> dict[str, Any] | None:
     """Claim the best queued job of the runner's hardware class, or None."""
-    runner = _runner(session, runner_id)
+    runner = runners.get_runner(session, runner_id)
     if runner.status == "disabled":
         return None
     for _ in range(5):  # a lost race on SQLite (the row changed under us) tries the next job
@@ -212,9 +75,7 @@ def claim_next(session: Session, settings: Settings, runner_id: int) -> dict[str
         if repo.mark_claimed(
             session, job_id, runner_id, now, now + timedelta(seconds=settings.lease_seconds)
         ):
-            job, project, commit, hw = repo.job_context(session, [job_id])[job_id]
-            session.refresh(job)
-            return claim_payload(settings, job, project, commit, hw)
+            return claim_payload(settings, *repo.claimed_job(session, job_id))
     return None
 
 
@@ -222,7 +83,7 @@ def _held(session: Session, job_id: int, runner_id: int) -> Job:
     job = repo.held_job(session, job_id, runner_id)
     if job is not None:
         return job
-    current = session.get(Job, job_id)
+    current = repo.get_job(session, job_id)
     if current is None:
         raise NotFound(f"no job {job_id}")
     if current.state == "cancelled":
@@ -239,12 +100,12 @@ def renew_lease(session: Session, settings: Settings, job_id: int, runner_id: in
     return job
 
 
-def _notify(session: Session, ctx: TaskContext, job: Job) -> None:
+def _notify(session: Session, ctx: AppContext, job: Job) -> None:
     if ctx.settings.github_token:
         enqueue_after_commit(session, ctx, "github.post_status", job.id)
 
 
-def start_job(session: Session, ctx: TaskContext, job_id: int, runner_id: int) -> Job:
+def start_job(session: Session, ctx: AppContext, job_id: int, runner_id: int) -> Job:
     job = _held(session, job_id, runner_id)
     if job.state == "claimed":
         now = utcnow()
@@ -275,7 +136,7 @@ def store_log(session: Session, settings: Settings, job_id: int, runner_id: int,
 
 def finish_job(
     session: Session,
-    ctx: TaskContext,
+    ctx: AppContext,
     job_id: int,
     runner_id: int,
     state: str,
@@ -284,7 +145,7 @@ def finish_job(
 ) -> Job:
     if failure_class is not None and failure_class not in FAILURE_CLASSES:
         raise InvalidInput("failure_class", f"one of {', '.join(FAILURE_CLASSES)}")
-    current = session.get(Job, job_id)
+    current = repo.get_job(session, job_id)
     if current is not None and current.runner_id == runner_id and current.state == state:
         return current  # a retried finish
     job = _held(session, job_id, runner_id)
@@ -296,6 +157,7 @@ def finish_job(
 def release_job(session: Session, job_id: int, runner_id: int) -> Job:
     job = _held(session, job_id, runner_id)
     _requeue(job, f"released by runner {runner_id} (attempt {job.attempt})")
+    wake_claims_after_commit(session, 1)
     return job
 
 
@@ -317,7 +179,7 @@ def _requeue(job: Job, why: str) -> None:
     job.message = why
 
 
-def cancel_job(session: Session, ctx: TaskContext, job_id: int, why: str | None) -> Job:
+def cancel_job(session: Session, ctx: AppContext, job_id: int, why: str | None) -> Job:
     job = repo.lock_job(session, job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
@@ -340,26 +202,11 @@ class ReapReport:
     finished: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     timed_out: list[int] = field(default_factory=list)
-    stale_runs: list[int] = field(default_factory=list)
 
 
-def _failure_row(job: Job, failure_class: str, message: str) -> Failure:
-    commit_branch = job.branch
-    return Failure(
-        project_id=job.project_id,
-        commit_id=job.commit_id,
-        branch=commit_branch,
-        hardware_class_id=job.hardware_class_id,
-        job_id=job.id,
-        suite=job.suite,
-        failure_class=failure_class,
-        message=message,
-    )
-
-
-def reap(session: Session, ctx: TaskContext, now: datetime | None = None) -> ReapReport:
+def reap(session: Session, ctx: AppContext, now: datetime | None = None) -> ReapReport:
     """Requeue jobs whose lease expired (or fail them as runner_lost after max_attempts), time
-    out jobs running past job_timeout_s, and list runs whose fan-out never happened."""
+    out jobs running past job_timeout_s. A job given up on is also recorded as a failure."""
     now = now or utcnow()
     report = ReapReport()
     for job in repo.expired_leases(session, now):
@@ -381,7 +228,7 @@ def reap(session: Session, ctx: TaskContext, now: datetime | None = None) -> Rea
         elif job.attempt >= job.max_attempts:
             msg = f"lease expired on {who} at attempt {job.attempt} of {job.max_attempts}; giving up"
             _close(job, "failed", "runner_lost", msg, now)
-            session.add(_failure_row(job, "runner_lost", msg))
+            repo.add_failure(session, job, "runner_lost", msg)
             report.failed.append(job.id)
             _notify(session, ctx, job)
         else:
@@ -390,10 +237,10 @@ def reap(session: Session, ctx: TaskContext, now: datetime | None = None) -> Rea
     for job in repo.overdue_jobs(session, now - timedelta(seconds=ctx.settings.job_timeout_s)):
         msg = f"running for more than {ctx.settings.job_timeout_s:.0f} s"
         _close(job, "timed_out", "timeout", msg, now)
-        session.add(_failure_row(job, "timeout", msg))
+        repo.add_failure(session, job, "timeout", msg)
         report.timed_out.append(job.id)
         _notify(session, ctx, job)
-    report.stale_runs = repo.runs_not_fanned_out(session, now - timedelta(seconds=60))
+    wake_claims_after_commit(session, len(report.requeued))
     return report
 
 
@@ -431,46 +278,9 @@ def get_job(session: Session, job_id: int) -> dict[str, Any]:
     if found is None:
         raise NotFound(f"no job {job_id}")
     job, project, commit, hw = found
-    runner = session.get(Runner, job.runner_id) if job.runner_id else None
+    runner = runners_repo.get_runner(session, job.runner_id) if job.runner_id else None
     return job_row(job, project.slug, commit.sha, hw.name, runner.name if runner else None) | {"log": job.log}
 
 
-def run_status(session: Session, run_id: int) -> dict[str, Any]:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"no run {run_id}")
-    project = session.get_one(Project, run.project_id)
-    commit = session.get_one(Commit, run.commit_id)
-    jobs = [job_row(j, project.slug, commit.sha, hw, r) for j, hw, r in repo.run_jobs(session, run.id)]
-    counts: dict[str, int] = {}
-    for j in jobs:
-        counts[j["state"]] = counts.get(j["state"], 0) + 1
-    fanned_out = run.fanned_out_at is not None
-    return {
-        "id": run.id,
-        "project": project.slug,
-        "sha": commit.sha,
-        "ref": run.ref,
-        "source": run.source,
-        "suites": run.suites,
-        "hardware_classes": run.hardware_classes,
-        "forced": run.forced,
-        "pull_request": run.pull_request,
-        "created_at": run.created_at,
-        "fanned_out_at": run.fanned_out_at,
-        "jobs": jobs,
-        "counts": counts,
-        "done": fanned_out and all(j["state"] not in ACTIVE_JOB_STATES for j in jobs),
-        "succeeded": fanned_out and all(j["state"] == "succeeded" for j in jobs),
-    }
-
-
-def latest_run_for(session: Session, project_slug: str, sha: str) -> int | None:
-    project = project_by_slug(session, project_slug)
-    return session.scalars(
-        select(Run.id)
-        .join(Commit, Commit.id == Run.commit_id)
-        .where(Run.project_id == project.id, Commit.sha.startswith(sha.lower()))
-        .order_by(Run.id.desc())
-        .limit(1)
-    ).first()
+def jobs_listing(filters: JobFilters) -> Listing:
+    return repo.jobs_listing(filters)

@@ -3,26 +3,50 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bench_server.models import ApiToken, HardwareClass, Job, Runner
-from bench_server.models.base import utcnow
+from bench_server.kit.paging import Listing
+from bench_server.models import HardwareClass, Job, Runner
 from bench_server.models.jobs import HELD_JOB_STATES
+
+RUNNER_COLUMNS = [
+    "id",
+    "name",
+    "hardware_class",
+    "labels",
+    "status",
+    "last_heartbeat_at",
+    "current_job_id",
+    "machine_id",
+    "created_at",
+]
 
 
 def runner_by_name(session: Session, name: str) -> Runner | None:
     return session.scalars(select(Runner).where(Runner.name == name).with_for_update()).one_or_none()
 
 
-def revoke_runner_tokens(session: Session, runner_id: int) -> None:
-    session.execute(
-        update(ApiToken)
-        .where(ApiToken.runner_id == runner_id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-        .execution_options(synchronize_session=False)
+def get_runner(session: Session, runner_id: int) -> Runner | None:
+    return session.get(Runner, runner_id)
+
+
+def save_runner(session: Session, runner: Runner) -> None:
+    """INSERT a new runner (or flush a loaded one's changes); its id is known afterwards."""
+    session.add(runner)
+    session.flush()
+
+
+def hardware_class_ids_with_runners(session: Session) -> list[int]:
+    """Hardware classes with at least one registered runner that is not disabled."""
+    return list(
+        session.scalars(
+            select(Runner.hardware_class_id)
+            .where(Runner.status != "disabled")
+            .distinct()
+            .order_by(Runner.hardware_class_id)
+        )
     )
 
 
@@ -46,7 +70,13 @@ def mark_silent_offline(session: Session, silent_since: datetime) -> list[int]:
     return ids
 
 
-def runners_listing(*, status: str | None = None, hardware_class: str | None = None) -> Select[Any]:
+def count_by_status(session: Session) -> dict[str, int]:
+    return {
+        s: int(n) for s, n in session.execute(select(Runner.status, func.count()).group_by(Runner.status))
+    }
+
+
+def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
     current_job = (
         select(Job.id)
         .where(Job.runner_id == Runner.id, Job.state.in_(HELD_JOB_STATES))
@@ -69,4 +99,4 @@ def runners_listing(*, status: str | None = None, hardware_class: str | None = N
         query = query.where(Runner.status == status)
     if hardware_class:
         query = query.where(HardwareClass.name == hardware_class)
-    return query
+    return Listing("runners", query, Runner.id, RUNNER_COLUMNS, lambda r: dict(r._mapping))

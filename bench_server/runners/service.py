@@ -1,15 +1,19 @@
-"""Registering runners (a `register` token buys a runner token), heartbeats and their status."""
+"""Runners: registration (a `register` token buys a runner token), heartbeats, their status and
+the offline sweep."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bench_server.auth.tokens import IssuedToken, create_token
+from bench_server.auth import service as auth
+from bench_server.auth.service import IssuedToken
 from bench_server.catalog.repository import hardware_class_by_name, machine_for
-from bench_server.jobs.service import touch_runner
+from bench_server.kit.errors import NotFound
+from bench_server.kit.paging import Listing
 from bench_server.kit.settings import Settings
 from bench_server.models import Runner
 from bench_server.models.base import utcnow
@@ -19,30 +23,48 @@ from bench_server.runners.schemas import RegisterIn
 
 def register(session: Session, body: RegisterIn) -> tuple[Runner, IssuedToken]:
     """Create the runner, or re-register one of the same name (a reinstalled machine): its old
-    tokens are revoked and it gets a new one."""
+    tokens are revoked and it gets a new one. A disabled runner is enabled again by this, as
+    `offline` until its first heartbeat or claim; any other runner is `online`."""
     hw = hardware_class_by_name(session, body.hardware_class)
     machine = machine_for(session, hw, body.fingerprint, body.hostname) if body.fingerprint else None
     runner = repo.runner_by_name(session, body.name)
     if runner is None:
-        runner = Runner(name=body.name, hardware_class_id=hw.id, labels=sorted(set(body.labels)))
-        session.add(runner)
+        runner = Runner(name=body.name, status="online")
     else:
-        repo.revoke_runner_tokens(session, runner.id)
-        runner.hardware_class_id = hw.id
-        runner.labels = sorted(set(body.labels))
-        if runner.status == "disabled":
-            runner.status = "offline"
+        auth.revoke_runner_tokens(session, runner.id)
+        runner.status = "offline" if runner.status == "disabled" else "online"
+    runner.hardware_class_id = hw.id
+    runner.labels = sorted(set(body.labels))
     runner.machine_id = machine.id if machine else runner.machine_id
     runner.last_heartbeat_at = utcnow()
-    runner.status = "online"
-    session.flush()
-    token = create_token(session, f"runner:{runner.name}", ["runner"], runner_id=runner.id)
+    repo.save_runner(session, runner)
+    token = auth.create_token(session, f"runner:{runner.name}", ["runner"], runner_id=runner.id)
     return runner, token
 
 
+def get_runner(session: Session, runner_id: int) -> Runner:
+    runner = repo.get_runner(session, runner_id)
+    if runner is None:
+        raise NotFound(f"runner {runner_id} is not registered")
+    return runner
+
+
+def touch(session: Session, runner_id: int) -> Runner:
+    """The runner is alive (a heartbeat or a claim): an offline runner is online again; a
+    disabled one stays disabled."""
+    runner = get_runner(session, runner_id)
+    runner.last_heartbeat_at = utcnow()
+    if runner.status == "offline":
+        runner.status = "online"
+    return runner
+
+
 def heartbeat(session: Session, runner_id: int) -> str:
-    runner = touch_runner(session, runner_id)
-    return runner.status
+    return touch(session, runner_id).status
+
+
+def hardware_classes_with_runners(session: Session) -> list[int]:
+    return repo.hardware_class_ids_with_runners(session)
 
 
 def effective_status(
@@ -64,7 +86,13 @@ def mark_offline(session: Session, settings: Settings) -> list[int]:
     return repo.mark_silent_offline(session, utcnow() - timedelta(seconds=settings.runner_offline_after_s))
 
 
-def runner_row(settings: Settings, row: Any, now: datetime) -> dict[str, Any]:
-    data = dict(row._mapping)
-    data["status"] = effective_status(settings, data["status"], data["last_heartbeat_at"], now)
-    return data
+def runners_listing(settings: Settings, status: str | None, hardware_class: str | None) -> Listing:
+    """Runners with their effective status (see `effective_status`) and the job each holds."""
+    now = utcnow()
+
+    def to_row(row: Any) -> dict[str, Any]:
+        data = dict(row._mapping)
+        data["status"] = effective_status(settings, data["status"], data["last_heartbeat_at"], now)
+        return data
+
+    return replace(repo.runners_listing(status, hardware_class), to_row=to_row)

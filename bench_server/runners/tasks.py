@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from bench_server.kit.outbox import AppContext
 from bench_server.runners import service
-from bench_server.tasks import TaskContext
 
 log = logging.getLogger(__name__)
 
 
-def mark_offline(ctx: TaskContext) -> list[int]:
+def mark_offline(ctx: AppContext) -> list[int]:
     with ctx.db.transaction() as session:
         ids = service.mark_offline(session, ctx.settings)
     if ids:

@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from bench_server.cli import main as cli_main
 from bench_server.jobs import service
 from bench_server.jobs.tasks import reap_expired
+from bench_server.kit.outbox import AppContext
 from bench_server.models import Failure, Job, Run, Runner
 from bench_server.models.base import utcnow
 from bench_server.runners.tasks import mark_offline
-from bench_server.tasks import TaskContext
+from bench_server.runs.tasks import fan_out
 from tests.bench_server.conftest import Api, make_api
 from tests.bench_server.jobs.helpers import register_runner, trigger
 
@@ -36,8 +37,8 @@ def api(database_url: str) -> Iterator[Api]:
     api.db.engine.dispose()
 
 
-def ctx_of(api: Api) -> TaskContext:
-    return TaskContext(api.db, api.client.app.state.settings)  # type: ignore[attr-defined]
+def ctx_of(api: Api) -> AppContext:
+    return AppContext(api.db, api.client.app.state.settings)  # type: ignore[attr-defined]
 
 
 def claim(api: Api, runner: dict[str, Any], wait: float = 0) -> Any:
@@ -105,9 +106,6 @@ def test_fan_out_one_job_per_suite_and_class_with_runners(api: Api) -> None:
         for j in api.client.get(f"/api/v1/runs/{run2['run_id']}").json()["jobs"]
     ] == [("serving", "cpu-x86_64")]
     # running the fan-out again (a redelivered task) creates nothing
-    assert service.fan_out
-    from bench_server.jobs.tasks import fan_out
-
     assert fan_out(ctx_of(api), run["run_id"]) == []
     assert len(jobs(api)) == 5
 
