@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bench_server.github.service import handle_event
 from bench_server.github.signature import verify
-from bench_server.jobs.deps import Tasks
+from bench_server.kit.deps import AppCtx, DbSession
 from bench_server.kit.errors import AppError, Unauthorized
 
 router = APIRouter(tags=["github"])
@@ -28,7 +28,7 @@ HANDLED_EVENTS = ("push", "pull_request")
         401: {"description": "missing or wrong X-Hub-Signature-256"},
     },
 )
-async def github_webhook(request: Request, ctx: Tasks) -> Any:
+async def github_webhook(request: Request, session: DbSession, ctx: AppCtx) -> Any:
     body = await request.body()
     if not verify(ctx.settings.github_webhook_secret, body, request.headers.get("x-hub-signature-256")):
         raise Unauthorized("X-Hub-Signature-256 is missing or does not match the body")
@@ -49,11 +49,7 @@ async def github_webhook(request: Request, ctx: Tasks) -> Any:
     if not isinstance(payload, dict):
         raise AppError("body is not a JSON object", code="bad_request")
 
-    def handle() -> Any:
-        with ctx.db.transaction() as session:
-            return handle_event(session, ctx, event, delivery, payload)
-
-    outcome = await run_in_threadpool(handle)
+    outcome = await run_in_threadpool(handle_event, session, ctx, event, delivery, payload)
     return JSONResponse(
         {
             "status": outcome.status,

@@ -1,23 +1,30 @@
-"""Turning webhook deliveries into runs: `push` to a branch and `pull_request` opened,
-synchronize or reopened. A delivery id is handled once (webhook_deliveries)."""
+"""GitHub: webhook deliveries become runs (`push` to a branch; `pull_request` opened, synchronize
+or reopened; a delivery id is handled once), and jobs' states become commit statuses (posted by
+`github.post_status`; those GitHub never acknowledged are found again for
+`github.resend_statuses`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bench_server.jobs.service import Trigger, create_run
-from bench_server.models import Project, WebhookDelivery
+from bench_server.github import repository as repo
+from bench_server.github.status import STATES, CommitStatus
+from bench_server.jobs import repository as jobs_repo
+from bench_server.kit.outbox import AppContext
+from bench_server.kit.settings import Settings
+from bench_server.models import Project
 from bench_server.models.base import utcnow
-from bench_server.tasks import TaskContext
+from bench_server.runs.service import Trigger, create_run
 
 ZERO_SHA = "0" * 40
 PR_ACTIONS = ("opened", "synchronize", "reopened")
+# A status still undelivered this long after its job changed is given up.
+RESEND_HORIZON = timedelta(days=1)
+RESEND_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -25,17 +32,6 @@ class Outcome:
     status: str  # queued | duplicate | ignored
     detail: str
     run_id: int | None = None
-
-
-def _project_for(session: Session, full_name: str | None) -> Project | None:
-    if not full_name:
-        return None
-    return session.scalars(
-        select(Project)
-        .where(func.lower(Project.github_repo) == full_name.lower())
-        .order_by(Project.id)
-        .limit(1)
-    ).first()
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -96,33 +92,69 @@ def _pull_request_trigger(project: Project, payload: dict[str, Any]) -> Trigger 
     )
 
 
-def _record_delivery(session: Session, delivery_id: str, event: str, action: str | None) -> int | None:
-    """Insert the delivery; None if it was seen before (a redelivery, or a concurrent twin)."""
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = WebhookDelivery.__table__
-    stmt = (
-        module.insert(table)
-        .values(delivery_id=delivery_id, event=event, action=action, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["delivery_id"])
-        .returning(table.c.id)
-    )
-    new_id = session.execute(stmt).scalar_one_or_none()
-    return int(new_id) if new_id is not None else None
-
-
 def handle_event(
-    session: Session, ctx: TaskContext, event: str, delivery_id: str, payload: dict[str, Any]
+    session: Session, ctx: AppContext, event: str, delivery_id: str, payload: dict[str, Any]
 ) -> Outcome:
-    project = _project_for(session, (payload.get("repository") or {}).get("full_name"))
+    full_name = (payload.get("repository") or {}).get("full_name")
+    project = repo.project_for_repo(session, full_name) if full_name else None
     if project is None:
         return Outcome("ignored", "no project has this github_repo")
     trigger = _push_trigger(project, payload) if event == "push" else _pull_request_trigger(project, payload)
     if isinstance(trigger, str):
         return Outcome("ignored", trigger)
-    delivery_row = _record_delivery(session, delivery_id, event, payload.get("action"))
+    delivery_row = repo.record_delivery(session, delivery_id, event, payload.get("action"), utcnow())
     if delivery_row is None:
         return Outcome("duplicate", f"delivery {delivery_id} was already handled")
     run = create_run(session, ctx, trigger)
-    delivery = session.get_one(WebhookDelivery, delivery_row)
-    delivery.run_id = run.id
+    repo.link_delivery(session, delivery_row, run.id)
     return Outcome("queued", f"run {run.id} for {trigger.sha[:12]}", run.id)
+
+
+# --------------------------------------------------------------------------------------
+# Commit statuses
+
+
+@dataclass(frozen=True)
+class DueStatus:
+    job_state: str
+    status: CommitStatus
+
+
+def status_for_job(session: Session, settings: Settings, job_id: int) -> DueStatus | None:
+    """The commit status that says the job's *current* state (so a late retry never overwrites a
+    newer status); None if the job is gone or its project is not on GitHub."""
+    found = jobs_repo.job_context(session, [job_id]).get(job_id)
+    if found is None:
+        return None
+    job, project, commit, hw = found
+    if not project.github_repo:
+        return None
+    state, description = STATES[job.state]
+    if job.state in ("failed", "timed_out") and job.failure_class:
+        description = f"{description}: {job.failure_class}" + (f": {job.message}" if job.message else "")
+    status = CommitStatus(
+        repo=project.github_repo,
+        sha=commit.sha,
+        state=state,
+        context=f"{settings.github_status_context}/{job.suite}/{hw.name}",
+        description=f"{job.suite} on {hw.name}: {description}",
+        target_url=f"{settings.public_url.rstrip('/')}/api/v1/jobs/{job.id}",
+    )
+    return DueStatus(job.state, status)
+
+
+def record_reported(session: Session, job_id: int, job_state: str, http_status: int) -> None:
+    """GitHub answered for this job state: 2xx (shown) or a 4xx no retry can fix."""
+    repo.record_status(session, job_id, job_state, http_status, utcnow())
+
+
+def unreported_jobs(session: Session, settings: Settings) -> list[int]:
+    """Jobs whose state changed more than github_status_resend_after_s ago (time for the post
+    and all its retries) and less than RESEND_HORIZON ago, and that GitHub never acknowledged."""
+    now = utcnow()
+    return repo.unreported_job_ids(
+        session,
+        changed_after=now - RESEND_HORIZON,
+        changed_before=now - timedelta(seconds=settings.github_status_resend_after_s),
+        limit=RESEND_BATCH,
+    )

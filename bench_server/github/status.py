@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from bench_server import __version__
+from bench_server.kit.errors import TransientError
 from bench_server.kit.settings import Settings
-from bench_server.tasks import TransientError
 
 log = logging.getLogger(__name__)
 

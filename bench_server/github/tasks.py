@@ -1,39 +1,41 @@
-"""Task bodies of the github domain: `github.post_status` (a job's state as a commit status)."""
+"""Task bodies of the github domain: `github.post_status` (a job's state as a commit status) and
+the sweep `github.resend_statuses` (statuses whose posts exhausted their retries)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from bench_server.github.status import STATES, CommitStatus, post_commit_status
-from bench_server.jobs import repository as jobs_repo
-from bench_server.tasks import TaskContext
+from bench_server.github import service
+from bench_server.github.status import post_commit_status
+from bench_server.kit.outbox import AppContext, send
 
 log = logging.getLogger(__name__)
 
 
-def post_status(ctx: TaskContext, job_id: int) -> dict[str, Any] | None:
-    """Post the job's *current* state, so a late retry never overwrites a newer status."""
+def post_status(ctx: AppContext, job_id: int) -> dict[str, Any] | None:
+    """Post the job's current state; once GitHub answers (not a transient failure), record the
+    state it answered for."""
     settings = ctx.settings
     if not settings.github_token:
         return None
     with ctx.db.read_only() as session:
-        found = jobs_repo.job_context(session, [job_id]).get(job_id)
-        if found is None:
-            return None
-        job, project, commit, hw = found
-        if not project.github_repo:
-            return None
-        state, description = STATES[job.state]
-        if job.state in ("failed", "timed_out") and job.failure_class:
-            description = f"{description}: {job.failure_class}" + (f": {job.message}" if job.message else "")
-        status = CommitStatus(
-            repo=project.github_repo,
-            sha=commit.sha,
-            state=state,
-            context=f"{settings.github_status_context}/{job.suite}/{hw.name}",
-            description=f"{job.suite} on {hw.name}: {description}",
-            target_url=f"{settings.public_url.rstrip('/')}/api/v1/jobs/{job.id}",
-        )
-    code = post_commit_status(settings, status)
-    return {"job_id": job_id, "state": status.state, "http_status": code}
+        due = service.status_for_job(session, settings, job_id)
+    if due is None:
+        return None
+    code = post_commit_status(settings, due.status)
+    with ctx.db.transaction() as session:
+        service.record_reported(session, job_id, due.job_state, code)
+    return {"job_id": job_id, "state": due.status.state, "http_status": code}
+
+
+def resend_statuses(ctx: AppContext) -> list[int]:
+    if not ctx.settings.github_token:
+        return []
+    with ctx.db.read_only() as session:
+        job_ids = service.unreported_jobs(session, ctx.settings)
+    if job_ids:
+        log.warning("posting the commit statuses GitHub never acknowledged again, for jobs %s", job_ids)
+    for job_id in job_ids:
+        send(ctx, "github.post_status", job_id)
+    return job_ids

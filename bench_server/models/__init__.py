@@ -3,7 +3,16 @@
 from bench_server.models.alerts import ALERT_STATES, Alert, Annotation, Incident
 from bench_server.models.base import Base
 from bench_server.models.catalog import Commit, HardwareClass, Machine, Project
-from bench_server.models.jobs import JOB_STATES, TOKEN_SCOPES, ApiToken, Job, Run, Runner, WebhookDelivery
+from bench_server.models.jobs import (
+    JOB_STATES,
+    TOKEN_SCOPES,
+    ApiToken,
+    GithubStatus,
+    Job,
+    Run,
+    Runner,
+    WebhookDelivery,
+)
 from bench_server.models.results import (
     DIRECTIONS,
     FAILURE_CLASSES,
@@ -27,6 +36,7 @@ __all__ = [
     "Benchmark",
     "Commit",
     "Failure",
+    "GithubStatus",
     "HardwareClass",
     "Incident",
     "IngestBatch",

@@ -1,4 +1,5 @@
-"""Runners, API tokens, runs (triggers), jobs and GitHub webhook deliveries."""
+"""Runners, API tokens, runs (triggers), jobs, GitHub webhook deliveries and the commit statuses
+GitHub has acknowledged."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Any
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bench_server.models.base import Base, CreatedMixin, IdMixin
+from bench_server.models.base import Base, CreatedMixin, IdMixin, utcnow
 
 JOB_STATES = ("queued", "claimed", "running", "succeeded", "failed", "cancelled", "timed_out")
 ACTIVE_JOB_STATES = ("queued", "claimed", "running")
 HELD_JOB_STATES = ("claimed", "running")
 FINAL_JOB_STATES = ("succeeded", "failed", "cancelled", "timed_out")
+# Entering one of these is reported to GitHub as a commit status.
+REPORTED_JOB_STATES = ("running", *FINAL_JOB_STATES)
 # At most one active, unforced job per commit x suite x hardware class (the fan-out's DB guard).
 ACTIVE_UNFORCED = text("state IN ('queued', 'claimed', 'running') AND forced = false")
 TOKEN_SCOPES = ("runner", "ci", "admin", "register")
@@ -116,3 +119,17 @@ class WebhookDelivery(IdMixin, CreatedMixin, Base):
     event: Mapped[str] = mapped_column(String(50))
     action: Mapped[str | None] = mapped_column(String(50))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+
+class GithubStatus(Base):
+    """The job state GitHub last acknowledged as the job's commit status (a 2xx, or a 4xx that no
+    retry can fix). A job in a reported state with no row for that state has a status still to
+    deliver: beat's `github.resend_statuses` posts it again."""
+
+    __tablename__ = "github_statuses"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    job_state: Mapped[str] = mapped_column(String(20))
+    # GitHub's answer; NULL for the rows the migration wrote for jobs reported before it.
+    http_status: Mapped[int | None]
+    reported_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bench_server.github.signature import sign, verify
+from bench_server.kit.embedded import local_worker
 from bench_server.models import Commit, Job, Project, Run, WebhookDelivery
-from bench_server.tasks import local_worker
 from tests.bench_server.conftest import Api, make_api
 from tests.bench_server.jobs.helpers import register_runner
 
