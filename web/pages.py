@@ -1,4 +1,4 @@
-"""Dashboard pages. They read through the history service, never with raw queries."""
+"""Dashboard pages. They read through the catalog and history services, never with queries."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import html
 from typing import Any
 
 import plotly.graph_objects as go
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
-from bench_server.history.service import resolve_series_key, series
+from bench_server.catalog.service import projects
+from bench_server.history.service import resolve_series_key, series, series_index
+from bench_server.kit.deps import ReadSession
 from bench_server.kit.errors import AppError
-from bench_server.models import Benchmark, HardwareClass, Metric, Project, Result
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,30 +28,17 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
-    db = request.app.state.db
-    with db.read_only() as session:
-        projects = list(session.scalars(select(Project).order_by(Project.slug)))
-        keys = session.execute(
-            select(
-                Project.slug, Benchmark.id, Benchmark.suite, Benchmark.name, Metric.name, HardwareClass.name
-            )
-            .distinct()
-            .select_from(Result)
-            .join(Project, Project.id == Result.project_id)
-            .join(Benchmark, Benchmark.id == Result.benchmark_id)
-            .join(Metric, Metric.id == Result.metric_id)
-            .join(HardwareClass, HardwareClass.id == Result.hardware_class_id)
-            .order_by(Project.slug, Benchmark.suite, Benchmark.name, Metric.name)
-            .limit(500)
-        ).all()
-    if not projects:
+def index(session: ReadSession) -> HTMLResponse:
+    if not projects(session):
         return _page("Benchmarks", "<p>No projects yet. Create one with the API (POST /api/v1/projects).</p>")
+    keys = series_index(session)
     rows = "".join(
         f"<tr><td>{html.escape(p)}</td><td>{html.escape(s)}/{html.escape(b)}</td><td>"
         f'<a href="/series?project={p}&benchmark_id={bid}&metric={m}&hardware_class={h}">'
         f"{html.escape(m)}</a></td><td>{html.escape(h)}</td></tr>"
-        for p, bid, s, b, m, h in keys
+        for p, bid, s, b, m, h in (
+            (k.project, k.benchmark_id, k.suite, k.benchmark, k.metric, k.hardware_class) for k in keys
+        )
     )
     body = (
         "<table><tr><th>project</th><th>benchmark</th><th>metric</th><th>hardware</th></tr>"
@@ -63,27 +50,25 @@ def index(request: Request) -> HTMLResponse:
 
 @router.get("/series", response_class=HTMLResponse)
 def series_page(
-    request: Request,
+    session: ReadSession,
     project: str,
     benchmark_id: int,
     metric: str,
     hardware_class: str,
     branch: str | None = None,
 ) -> HTMLResponse:
-    db = request.app.state.db
-    with db.read_only() as session:
-        try:
-            key = resolve_series_key(
-                session,
-                project=project,
-                metric=metric,
-                hardware_class=hardware_class,
-                branch=branch,
-                benchmark_id=benchmark_id,
-            )
-        except AppError as exc:
-            return _page("Not found", f"<p>{html.escape(str(exc.detail))}</p>")
-        data = series(session, key)
+    try:
+        key = resolve_series_key(
+            session,
+            project=project,
+            metric=metric,
+            hardware_class=hardware_class,
+            branch=branch,
+            benchmark_id=benchmark_id,
+        )
+    except AppError as exc:
+        return _page("Not found", f"<p>{html.escape(str(exc.detail))}</p>")
+    data = series(session, key)
     figure = series_figure(data)
     title = f"{data['benchmark']['suite']}/{data['benchmark']['name']} · {metric} · {hardware_class}"
     return _page(title, figure.to_html(full_html=False, include_plotlyjs=False, div_id="series"))

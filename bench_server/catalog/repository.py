@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from bench_server.kit.cache import immutable_rows
 from bench_server.kit.errors import InvalidInput
+from bench_server.kit.paging import Listing
 from bench_server.kit.sql import insert_ignoring_conflicts, stable_hash
 from bench_server.models import Benchmark, Commit, HardwareClass, Machine, Metric, Project
 from bench_server.models.base import utcnow
@@ -265,3 +266,68 @@ def benchmarks_for(session: Session, wanted: dict[BenchmarkKey, dict[str, Any]])
         )
         ids.update(lookup(missing))
     return ids
+
+
+# --------------------------------------------------------------------------------------
+# Admin writes and listings
+
+PROJECT_COLUMNS = ["id", "slug", "name", "clone_url", "default_branch", "github_repo", "created_at"]
+HARDWARE_COLUMNS = ["id", "name", "kind", "description", "accelerators", "members"]
+BENCHMARK_COLUMNS = ["id", "suite", "name", "params", "params_hash"]
+METRIC_COLUMNS = ["id", "name", "unit", "direction"]
+MACHINE_COLUMNS = ["id", "hardware_class", "fingerprint_hash", "hostname", "fingerprint", "last_seen_at"]
+
+
+def project_exists(session: Session, slug: str) -> bool:
+    return session.scalars(select(Project.id).where(Project.slug == slug)).first() is not None
+
+
+def hardware_class_exists(session: Session, name: str) -> bool:
+    return session.scalars(select(HardwareClass.id).where(HardwareClass.name == name)).first() is not None
+
+
+def add(session: Session, row: Project | HardwareClass) -> None:
+    session.add(row)
+    session.flush()
+
+
+def all_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.slug)))
+
+
+def projects_listing() -> Listing:
+    query = select(*(getattr(Project, c) for c in PROJECT_COLUMNS))
+    return Listing("projects", query, Project.id, PROJECT_COLUMNS)
+
+
+def hardware_listing() -> Listing:
+    query = select(*(getattr(HardwareClass, c) for c in HARDWARE_COLUMNS))
+    return Listing("hardware", query, HardwareClass.id, HARDWARE_COLUMNS)
+
+
+def machines_listing(hardware_class: str | None) -> Listing:
+    query = select(
+        Machine.id,
+        HardwareClass.name,
+        Machine.fingerprint_hash,
+        Machine.hostname,
+        Machine.fingerprint,
+        Machine.last_seen_at,
+    ).join(HardwareClass, HardwareClass.id == Machine.hardware_class_id)
+    if hardware_class:
+        query = query.where(HardwareClass.name == hardware_class)
+    return Listing("machines", query, Machine.id, MACHINE_COLUMNS)
+
+
+def benchmarks_listing(suite: str | None, name: str | None) -> Listing:
+    query = select(*(getattr(Benchmark, c) for c in BENCHMARK_COLUMNS))
+    if suite:
+        query = query.where(Benchmark.suite == suite)
+    if name:
+        query = query.where(Benchmark.name == name)
+    return Listing("benchmarks", query, Benchmark.id, BENCHMARK_COLUMNS)
+
+
+def metrics_listing() -> Listing:
+    query = select(*(getattr(Metric, c) for c in METRIC_COLUMNS))
+    return Listing("metrics", query, Metric.id, METRIC_COLUMNS)

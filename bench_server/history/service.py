@@ -1,41 +1,18 @@
-"""Read-side queries for plots and comparisons."""
+"""The read side: one metric over commits (series), a commit beside its baseline, the commits
+listing and the index of series that have results."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from bench_server.catalog.repository import project_by_slug
-from bench_server.kit.cache import immutable_rows
+from bench_server.history import repository as repo
 from bench_server.kit.errors import InvalidInput, NotFound
-from bench_server.models import (
-    Alert,
-    Benchmark,
-    Commit,
-    Failure,
-    HardwareClass,
-    Job,
-    Metric,
-    Project,
-    Result,
-)
-
-T = TypeVar("T")
-
-
-def _immutable(session: Session, key: tuple[str, Any], load: Callable[[], T | None]) -> T | None:
-    cache = immutable_rows(session)
-    if key in cache:
-        return cache[key]
-    value = load()
-    if value is not None:
-        session.expunge(value)
-        cache[key] = value
-    return value
+from bench_server.kit.paging import Listing
+from bench_server.models import Benchmark, Commit, HardwareClass, Metric, Project
 
 
 @dataclass(frozen=True)
@@ -61,7 +38,7 @@ def resolve_series_key(
 ) -> SeriesKey:
     proj = project_by_slug(session, project)
     if benchmark_id is not None:
-        bench = _immutable(session, ("benchmark", benchmark_id), lambda: session.get(Benchmark, benchmark_id))
+        bench = repo.benchmark_by_id(session, benchmark_id)
         if bench is None:
             raise InvalidInput("benchmark_id", f"no benchmark {benchmark_id}")
     else:
@@ -69,12 +46,7 @@ def resolve_series_key(
             raise InvalidInput(
                 "benchmark", "give benchmark_id, or benchmark (with suite and params_hash if needed)"
             )
-        q = select(Benchmark).where(Benchmark.name == benchmark)
-        if suite:
-            q = q.where(Benchmark.suite == suite)
-        if params_hash:
-            q = q.where(Benchmark.params_hash.startswith(params_hash))
-        found = list(session.scalars(q.limit(20)))
+        found = repo.benchmarks_named(session, benchmark, suite, params_hash, limit=20)
         if not found:
             raise InvalidInput("benchmark", f"no benchmark {benchmark!r}")
         if len(found) > 1:
@@ -83,20 +55,10 @@ def resolve_series_key(
                 "params_hash", f"benchmark {benchmark!r} has several parameter sets: {options}"
             )
         bench = found[0]
-    met = _immutable(
-        session,
-        ("metric", metric),
-        lambda: session.scalars(select(Metric).where(Metric.name == metric)).one_or_none(),
-    )
+    met = repo.metric_by_name(session, metric)
     if met is None:
         raise InvalidInput("metric", f"no metric {metric!r}")
-    hw = _immutable(
-        session,
-        ("hardware_class", hardware_class),
-        lambda: session.scalars(
-            select(HardwareClass).where(HardwareClass.name == hardware_class)
-        ).one_or_none(),
-    )
+    hw = repo.hardware_class_by_name(session, hardware_class)
     if hw is None:
         raise InvalidInput("hardware_class", f"no hardware class {hardware_class!r}")
     return SeriesKey(proj, branch or proj.default_branch, bench, met, hw)
@@ -108,32 +70,8 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
     Columnar (parallel arrays), which is what plots want and what encodes fast: a 2,000-point
     series is one aggregate query and a handful of lists.
     """
-    where = (
-        Result.project_id == key.project.id,
-        Result.benchmark_id == key.benchmark.id,
-        Result.metric_id == key.metric.id,
-        Result.hardware_class_id == key.hardware_class.id,
-        Result.branch == key.branch,
-    )
-    conn = session.connection()  # Core rows: no ORM loading for thousands of tuples
-    # Aggregate first, in index order (an index-only scan on PostgreSQL), then attach commits.
-    per_commit = (
-        select(Result.commit_id, func.avg(Result.value).label("value"), func.count().label("n"))
-        .where(*where)
-        .group_by(Result.commit_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(
-            Commit.sha,
-            Commit.order_key,
-            cast(Commit.committed_at, String),
-            per_commit.c.value,
-            per_commit.c.n,
-        )
-        .join(per_commit, per_commit.c.commit_id == Commit.id)
-        .order_by(Commit.order_key, Commit.id)
-    ).all()
+    ids = (key.project.id, key.benchmark.id, key.metric.id, key.hardware_class.id, key.branch)
+    rows = repo.series_points(session, *ids)
     commits, order, committed_at, values, counts = (
         (list(col) for col in zip(*rows, strict=True)) if rows else ([], [], [], [], [])
     )
@@ -158,12 +96,7 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
     }
     if with_samples:
         by_sha: dict[str, list[float]] = {sha: [] for sha in commits}
-        sample_rows = conn.execute(
-            select(Commit.sha, Result.samples, Result.value)
-            .join(Commit, Commit.id == Result.commit_id)
-            .where(*where)
-            .order_by(Result.id)
-        )
+        sample_rows = repo.series_samples(session, *ids)
         for sha, samples, value in sample_rows:
             by_sha[sha].extend(samples if samples else [value])
         out["samples"] = [by_sha[sha] for sha in commits]
@@ -171,11 +104,7 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
 
 
 def find_commit(session: Session, project: Project, sha: str) -> Commit:
-    matches = list(
-        session.scalars(
-            select(Commit).where(Commit.project_id == project.id, Commit.sha.startswith(sha.lower())).limit(2)
-        )
-    )
+    matches = repo.commits_by_prefix(session, project.id, sha, limit=2)
     if not matches:
         raise NotFound(f"no commit {sha!r} in project {project.slug!r}")
     if len(matches) > 1:
@@ -186,41 +115,11 @@ def find_commit(session: Session, project: Project, sha: str) -> Commit:
 def baseline_for(session: Session, project: Project, commit: Commit) -> Commit | None:
     """The first parent when we have results for it, else the newest earlier commit on the
     default branch that has results."""
-    has_results = select(Result.id).where(Result.commit_id == Commit.id).exists()
     if commit.parents:
-        parent = session.scalars(
-            select(Commit).where(
-                Commit.project_id == project.id, Commit.sha == commit.parents[0], has_results
-            )
-        ).one_or_none()
+        parent = repo.commit_with_results(session, project.id, commit.parents[0])
         if parent is not None:
             return parent
-    return session.scalars(
-        select(Commit)
-        .where(
-            Commit.project_id == project.id,
-            Commit.order_key < commit.order_key,
-            Commit.branch == project.default_branch,
-            has_results,
-        )
-        .order_by(Commit.order_key.desc(), Commit.id.desc())
-        .limit(1)
-    ).one_or_none()
-
-
-def _means(session: Session, commit_id: int) -> dict[tuple[int, int, int], tuple[float, int]]:
-    rows = session.execute(
-        select(
-            Result.benchmark_id,
-            Result.metric_id,
-            Result.hardware_class_id,
-            func.avg(Result.value),
-            func.count(),
-        )
-        .where(Result.commit_id == commit_id)
-        .group_by(Result.benchmark_id, Result.metric_id, Result.hardware_class_id)
-    )
-    return {(b, m, h): (float(v), int(n)) for b, m, h, v, n in rows}
+    return repo.previous_with_results(session, project, commit)
 
 
 def compare_commit(
@@ -233,15 +132,15 @@ def compare_commit(
         if baseline_sha
         else baseline_for(session, project, commit)
     )
-    current = _means(session, commit.id)
-    base = _means(session, baseline.id) if baseline else {}
+    current = repo.means(session, commit.id)
+    base = repo.means(session, baseline.id) if baseline else {}
 
     bench_ids = {k[0] for k in current} | {k[0] for k in base}
     metric_ids = {k[1] for k in current} | {k[1] for k in base}
     hw_ids = {k[2] for k in current} | {k[2] for k in base}
-    benches = {b.id: b for b in session.scalars(select(Benchmark).where(Benchmark.id.in_(bench_ids)))}
-    metrics = {m.id: m for m in session.scalars(select(Metric).where(Metric.id.in_(metric_ids)))}
-    hws = {h.id: h.name for h in session.scalars(select(HardwareClass).where(HardwareClass.id.in_(hw_ids)))}
+    benches = repo.benchmarks_by_id(session, bench_ids)
+    metrics = repo.metrics_by_id(session, metric_ids)
+    hws = repo.hardware_names_by_id(session, hw_ids)
 
     items = []
     for key in sorted(
@@ -283,7 +182,7 @@ def compare_commit(
             "message": f.message,
             "hardware_class_id": f.hardware_class_id,
         }
-        for f in session.scalars(select(Failure).where(Failure.commit_id == commit.id).order_by(Failure.id))
+        for f in repo.failures_of(session, commit.id)
     ]
     jobs = [
         {
@@ -294,13 +193,11 @@ def compare_commit(
             "failure_class": j.failure_class,
             "hardware_class_id": j.hardware_class_id,
         }
-        for j in session.scalars(select(Job).where(Job.commit_id == commit.id).order_by(Job.id))
+        for j in repo.jobs_of(session, commit.id)
     ]
     alerts = [
         {"id": a.id, "kind": a.kind, "state": a.state, "magnitude": a.magnitude, "metric_id": a.metric_id}
-        for a in session.scalars(
-            select(Alert).where(Alert.first_bad_commit_id == commit.id).order_by(Alert.id)
-        )
+        for a in repo.alerts_first_bad_at(session, commit.id)
     ]
     return {
         "project": project.slug,
@@ -323,3 +220,24 @@ def _commit_json(c: Commit) -> dict[str, Any]:
         "committed_at": c.committed_at.isoformat() if c.committed_at else None,
         "order": c.order_key,
     }
+
+
+def commits_listing(session: Session, project_slug: str, branch: str | None) -> Listing:
+    """Commits of a project, newest first."""
+    project = project_by_slug(session, project_slug)
+    return repo.commits_listing(project.id, branch)
+
+
+@dataclass(frozen=True)
+class SeriesEntry:
+    project: str
+    benchmark_id: int
+    suite: str
+    benchmark: str
+    metric: str
+    hardware_class: str
+
+
+def series_index(session: Session, limit: int = 500) -> list[SeriesEntry]:
+    """The series that have results, by project, suite, benchmark and metric."""
+    return [SeriesEntry(*row) for row in repo.series_keys(session, limit)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -121,3 +122,17 @@ class IngestOut(BaseModel):
     duplicate: bool
     results: int
     failures: int
+
+
+@dataclass(frozen=True)
+class RowFilters:
+    """The filters the results and failures listings share."""
+
+    project: str | None
+    branch: str | None
+    commit: str | None  # a sha or a prefix of it
+    suite: str | None
+    benchmark: str | None
+    hardware_class: str | None
+    since: datetime | None
+    until: datetime | None

@@ -1,4 +1,5 @@
-"""Batch ingest: validate against what is stored, then write everything or nothing.
+"""Batch ingest: validate against what is stored, then write everything or nothing; and the
+results and failures listings.
 
 The caller's transaction is the unit of work: nothing here commits. An idempotency key
 seen before answers as a duplicate (same body) or a conflict (another body).
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,16 +26,12 @@ from bench_server.catalog.repository import (
     upsert_commit,
 )
 from bench_server.kit.errors import Conflict, InvalidInput
-from bench_server.kit.sql import bulk_insert, canonical_json, stable_hash
-from bench_server.models import Failure, IngestBatch, Job, Result
+from bench_server.kit.paging import Listing
+from bench_server.kit.sql import canonical_json, stable_hash
+from bench_server.models import IngestBatch
 from bench_server.models.base import utcnow
-from bench_server.results.schemas import IngestIn
-
-# The batch's columns first, then each result's own.
-RESULT_COLUMNS = (
-    "batch_id", "project_id", "commit_id", "branch", "machine_id", "hardware_class_id", "job_id",
-    "created_at", "benchmark_id", "metric_id", "value", "samples", "stats",
-)  # fmt: skip
+from bench_server.results import repository as repo
+from bench_server.results.schemas import IngestIn, RowFilters
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class IngestOutcome:
 
 
 def _existing_batch(session: Session, key: str, body_hash: str) -> IngestOutcome | None:
-    batch = session.scalars(select(IngestBatch).where(IngestBatch.idempotency_key == key)).one_or_none()
+    batch = repo.batch_by_key(session, key)
     if batch is None:
         return None
     if batch.body_hash != body_hash:
@@ -90,7 +86,7 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
     branch = payload.commit.branch or project.default_branch
     job = None
     if payload.job_id is not None:
-        job = session.get(Job, payload.job_id)
+        job = repo.get_job(session, payload.job_id)
         if job is None or job.project_id != project.id:
             raise InvalidInput("job_id", f"no job {payload.job_id} in project {project.slug!r}")
 
@@ -143,12 +139,10 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
         n_results=len(payload.results),
         n_failures=len(payload.failures),
     )
-    # The batch row goes first, in a savepoint: a concurrent request with the same key loses
-    # here, before any result is written, and answers as a duplicate or conflict.
+    # The batch row goes first: a concurrent request with the same key loses here, before any
+    # result is written, and answers as a duplicate or conflict.
     try:
-        with session.begin_nested():
-            session.add(batch)
-            session.flush()
+        repo.add_batch(session, batch)
     except IntegrityError:
         seen = _existing_batch(session, payload.idempotency_key, body_hash)
         if seen is None:
@@ -167,30 +161,34 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
     }
     if payload.results:
         batch_cols = (batch.id, project.id, commit.id, branch, machine.id, hardware.id, payload.job_id, now)
-        bulk_insert(
+        repo.insert_results(
             session,
-            Result.__table__,  # type: ignore[arg-type]
-            RESULT_COLUMNS,
             [
                 (*batch_cols, bench_ids[key], metrics[r.metric].id, r.value, r.samples, r.stats)
                 for r, key in zip(payload.results, keys, strict=True)
             ],
-            json_columns=("samples", "stats"),
         )
-    if payload.failures:
-        session.execute(
-            insert(Failure),
-            [
-                {
-                    **common,
-                    "benchmark_id": bench_ids[key] if key else None,
-                    "suite": f.suite,
-                    "failure_class": f.failure_class,
-                    "message": f.message,
-                    "log_excerpt": f.log_excerpt,
-                    "created_at": now,
-                }
-                for f, key in zip(payload.failures, failure_keys, strict=True)
-            ],
-        )
+    repo.insert_failures(
+        session,
+        [
+            {
+                **common,
+                "benchmark_id": bench_ids[key] if key else None,
+                "suite": f.suite,
+                "failure_class": f.failure_class,
+                "message": f.message,
+                "log_excerpt": f.log_excerpt,
+                "created_at": now,
+            }
+            for f, key in zip(payload.failures, failure_keys, strict=True)
+        ],
+    )
     return IngestOutcome(batch.id, False, len(payload.results), len(payload.failures), project.id, commit.id)
+
+
+def results_listing(filters: RowFilters, metric: str | None, samples: bool) -> Listing:
+    return repo.results_listing(filters, metric, samples)
+
+
+def failures_listing(filters: RowFilters, failure_class: str | None) -> Listing:
+    return repo.failures_listing(filters, failure_class)

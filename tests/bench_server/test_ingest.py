@@ -109,7 +109,7 @@ BAD_INPUT: list[tuple[str, Any, int, str]] = [
         "results.0",
     ),
     ("empty batch", batch(results=[]), 422, "body"),
-    ("string value", batch(results=[result(value="12.5")]), 422, "results.0.value"),
+    ("string value", batch(results=[result(value="12.5")]), 422, "results.0.value"),  # type: ignore[arg-type]
     ("list as params", batch(results=[result(params=[1, 2])]), 422, "results.0.params"),
     ("unknown field", batch(results=[result(colour="red")]), 422, "results.0.colour"),
     (

@@ -1,0 +1,54 @@
+"""Projects and hardware classes an admin registers, and the catalog listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bench_server.catalog import repository as repo
+from bench_server.catalog.schemas import HardwareClassIn, ProjectIn
+from bench_server.kit.errors import Conflict
+from bench_server.kit.paging import Listing
+from bench_server.models import HardwareClass, Project
+
+
+def create_project(session: Session, body: ProjectIn) -> dict[str, Any]:
+    if repo.project_exists(session, body.slug):
+        raise Conflict(f"project {body.slug!r} exists")
+    project = Project(**body.model_dump(exclude={"name"}), name=body.name or body.slug)
+    repo.add(session, project)
+    return {c: getattr(project, c) for c in repo.PROJECT_COLUMNS}
+
+
+def create_hardware_class(session: Session, body: HardwareClassIn) -> dict[str, Any]:
+    if repo.hardware_class_exists(session, body.name):
+        raise Conflict(f"hardware class {body.name!r} exists")
+    hw = HardwareClass(**body.model_dump(), kind="machine", members=[])
+    repo.add(session, hw)
+    return {c: getattr(hw, c) for c in repo.HARDWARE_COLUMNS}
+
+
+def projects(session: Session) -> list[Project]:
+    """Every project, by slug."""
+    return repo.all_projects(session)
+
+
+def projects_listing() -> Listing:
+    return repo.projects_listing()
+
+
+def hardware_listing() -> Listing:
+    return repo.hardware_listing()
+
+
+def machines_listing(hardware_class: str | None) -> Listing:
+    return repo.machines_listing(hardware_class)
+
+
+def benchmarks_listing(suite: str | None, name: str | None) -> Listing:
+    return repo.benchmarks_listing(suite, name)
+
+
+def metrics_listing() -> Listing:
+    return repo.metrics_listing()
