@@ -59,7 +59,7 @@ print(json.dumps(report))
 def test_importing_every_module_builds_nothing_and_the_worker_builds_on_access() -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "runners")]),
+        "PYTHONPATH": os.pathsep.join(str(p) for p in (REPO, REPO / "formats", REPO / "runners")),
         "BENCH_BROKER_URL": "redis://127.0.0.1:6379/13",
         "BENCH_TASK_MAX_RETRIES": "7",
         "BENCH_TASK_RETRY_BASE_S": "3",

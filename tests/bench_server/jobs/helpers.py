@@ -91,9 +91,8 @@ class LiveServer:
             **os.environ,
             "BENCH_DATABASE_URL": database_url,
             "BENCH_ENVIRONMENT": "test",
-            "PYTHONPATH": os.pathsep.join(
-                [str(REPO), str(REPO / "runners")]
-            ),  # this checkout, not the venv's
+            # this checkout's packages, not those the venv has installed
+            "PYTHONPATH": os.pathsep.join(str(p) for p in (REPO, REPO / "formats", REPO / "runners")),
             **{f"BENCH_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -33,7 +33,7 @@ from .conftest import Repo
 pytest.importorskip("bench_server.app")
 pytest.importorskip("uvicorn")
 
-from bench_server.auth.tokens import create_token
+from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.kit.migrate import upgrade
 from bench_server.models import Project

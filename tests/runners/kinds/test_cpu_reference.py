@@ -101,7 +101,7 @@ def test_cpu_reference_suite_end_to_end(tmp_path: Path) -> None:
 def api(tmp_path: Path) -> Iterator[Any]:
     pytest.importorskip("bench_server.app")
     pytest.importorskip("uvicorn")
-    from bench_server.auth.tokens import create_token
+    from bench_server.auth.service import create_token
     from bench_server.kit.db import Database
     from bench_server.kit.migrate import upgrade
     from bench_server.models import Project
