@@ -7,6 +7,7 @@ API and the dashboard end to end until runners post real measurements.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import sys
@@ -20,10 +21,12 @@ import uvicorn
 
 from bench_server.app import create_app
 from bench_server.auth.service import create_token
+from bench_server.catalog.schemas import ProjectIn
+from bench_server.catalog.service import create_project
 from bench_server.kit.db import Database
+from bench_server.kit.errors import Conflict
 from bench_server.kit.migrate import upgrade
 from bench_server.kit.settings import Settings
-from bench_server.models import Project
 
 PROJECT = "demo-engine"
 COMMITS = 30
@@ -136,8 +139,10 @@ def run_demo(
     upgrade(url)
     db = Database.from_url(url)
     with db.transaction() as session:
-        if session.query(Project).filter_by(slug=PROJECT).first() is None:
-            session.add(Project(slug=PROJECT, name="Demo inference engine", default_branch="main"))
+        with contextlib.suppress(Conflict):  # a demo loaded before: the project is there
+            create_project(
+                session, ProjectIn(slug=PROJECT, name="Demo inference engine", default_branch="main")
+            )
         runner_token = create_token(session, "demo-runner", ["runner"]).token
 
     settings = Settings(database_url=url, broker_url="memory://")

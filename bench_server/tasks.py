@@ -50,6 +50,10 @@ class Periodic:
     # The embedded worker's first run, in seconds after the app started (default: every_s).
     first_after_s: float | None = None
 
+    @property
+    def first_run_s(self) -> float:
+        return self.every_s if self.first_after_s is None else self.first_after_s
+
 
 def periodic_tasks(settings: Settings) -> list[Periodic]:
     """What beat sends (and the embedded worker's tick runs), and how often."""

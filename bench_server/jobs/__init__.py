@@ -1,1 +1,2 @@
-"""Runs (triggers), jobs, their dispatch to runners and the lease reaper."""
+"""Jobs: their lifecycle as runners drive it (claim, lease, start, log, finish, release), cancel and
+the lease reaper."""

@@ -1,1 +1,2 @@
-"""Cross-cutting helpers: settings, database sessions, errors, paging, export."""
+"""Cross-cutting helpers: settings, database sessions, errors, paging and export, the after-commit
+outbox and the embedded worker."""

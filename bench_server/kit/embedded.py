@@ -76,12 +76,7 @@ class EmbeddedWorker:
         now = time.monotonic()
         with self._cond:
             handle = next(self._seq)
-            self._state.ticks[handle] = [
-                _Tick(
-                    ctx, p.task, p.every_s, now + (p.every_s if p.first_after_s is None else p.first_after_s)
-                )
-                for p in schedule
-            ]
+            self._state.ticks[handle] = [_Tick(ctx, p.task, p.every_s, now + p.first_run_s) for p in schedule]
             self._wake()
         return handle
 
