@@ -15,7 +15,7 @@ test:
 
 check: install
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check bench_server web
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
 demo: install-server

@@ -7,6 +7,7 @@ scripts/install.sh
 scripts/services.sh
 echo "== ruff"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

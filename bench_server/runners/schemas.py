@@ -22,17 +22,10 @@ class RegisterOut(BaseModel):
 
 
 class HeartbeatIn(BaseModel):
-    """A heartbeat says only that the runner is alive. Which job a runner holds the server knows
-    from its claims (GET /runners shows it as current_job_id), so the runner's own word for it is
-    accepted, from the runners that send it, and not used."""
+    """A heartbeat says only that the runner is alive (an empty object). Which job a runner holds
+    the server knows from its claims and leases; GET /runners shows it as current_job_id."""
 
     model_config = ConfigDict(extra="forbid")
-
-    current_job_id: int | None = Field(
-        default=None,
-        description="ignored; accepted so that runners which send it keep working",
-        json_schema_extra={"deprecated": True},
-    )
 
 
 class HeartbeatOut(BaseModel):

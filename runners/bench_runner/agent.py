@@ -198,9 +198,8 @@ class Agent:
         failing = False
         try:
             while True:
-                job = self.current_job
                 try:
-                    client.heartbeat(job.id if job else None)
+                    client.heartbeat()
                     if failing:
                         self.log("heartbeat: server reachable again")
                     failing = False

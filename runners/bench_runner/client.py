@@ -271,10 +271,9 @@ class BenchClient:
         }
         return self._json(self.request("POST", "/runners/register", json=body))
 
-    def heartbeat(self, current_job_id: int | None = None) -> dict[str, Any]:
-        return self._json(
-            self.request("POST", "/runners/heartbeat", json={"current_job_id": current_job_id}, retries=1)
-        )
+    def heartbeat(self) -> dict[str, Any]:
+        """Tell the server this runner is alive; the job it holds is known from its lease."""
+        return self._json(self.request("POST", "/runners/heartbeat", json={}, retries=1))
 
     def claim(self, wait: float = 30.0) -> Job | None:
         """Long-poll for a job: a Job, or None if the server had none within `wait` seconds."""

@@ -53,9 +53,9 @@ def jobs(api: Api) -> list[Job]:
 def test_register_heartbeat_and_list(api: Api) -> None:
     r = register_runner(api.client, api.db, "cpu-1")
     assert r["token"].startswith("bch_") and isinstance(r["runner_id"], int)
-    assert api.client.post(
-        "/api/v1/runners/heartbeat", json={"current_job_id": None}, headers=r["headers"]
-    ).json() == {"status": "online"}
+    assert api.client.post("/api/v1/runners/heartbeat", json={}, headers=r["headers"]).json() == {
+        "status": "online"
+    }
     listed = api.client.get("/api/v1/runners").json()["items"]
     assert [(x["name"], x["hardware_class"], x["status"]) for x in listed] == [
         ("cpu-1", "cpu-x86_64", "online")

@@ -44,9 +44,11 @@ def test_an_offline_runner_that_registers_again_is_online(api: Api) -> None:
     assert stored_status(api, "cpu-1") == "online"
 
 
-def test_a_heartbeat_may_name_the_job_and_other_keys_are_refused(api: Api) -> None:
+def test_a_heartbeat_is_an_empty_object_and_any_key_is_refused(api: Api) -> None:
     runner = register_runner(api.client, api.db, "cpu-1")
-    ok = api.client.post("/api/v1/runners/heartbeat", json={"current_job_id": 42}, headers=runner["headers"])
+    ok = api.client.post("/api/v1/runners/heartbeat", json={}, headers=runner["headers"])
     assert ok.status_code == 200 and ok.json() == {"status": "online"}
+    old = api.client.post("/api/v1/runners/heartbeat", json={"current_job_id": 42}, headers=runner["headers"])
+    assert old.status_code == 422 and old.json()["detail"][0]["field"] == "current_job_id"
     bad = api.client.post("/api/v1/runners/heartbeat", json={"load": 1}, headers=runner["headers"])
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "load"
