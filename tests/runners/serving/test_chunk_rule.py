@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from bench_runner.serving.client import RequestOutput, RequestSpec
-from bench_runner.serving.loadgen import BenchConfig, arun_benchmark
+from bench_runner.serving.loadgen import arun_benchmark
 from bench_runner.serving.scripted_server import ScriptedServerProcess
+
+from .fakes import quiet_config
 
 # chunk k: (what it carries, delay after the previous write in ms)
 STREAM: list[dict[str, Any]] = [
@@ -49,14 +51,7 @@ async def _one(
 ) -> tuple[RequestOutput, Any]:
     key = f"rule-{endpoint}"
     script = {"id": key, "chunks": chunks, "usage_delay_ms": USAGE_DELAY_MS, "usage_tokens": 2}
-    cfg = BenchConfig(
-        base_url=server.base_url,
-        endpoint=endpoint,  # type: ignore[arg-type]
-        num_requests=1,
-        progress=False,
-        use_server_tokenizer=False,
-        warmup_requests=0,
-    )
+    cfg = quiet_config(server.base_url, endpoint=endpoint)
     result = await arun_benchmark(cfg, requests=[RequestSpec("p", 4, 2, {"scripted": script})])
     async with httpx.AsyncClient() as client:
         log = (await client.get(server.base_url + "/_log")).json()[key]
@@ -113,14 +108,9 @@ async def test_server_kept_the_scripted_delays(server: ScriptedServerProcess) ->
 async def test_stream_without_chunks_fails_and_contributes_nothing(server: ScriptedServerProcess) -> None:
     # Only the usage message and [DONE]: vLLM's "Never received a valid chunk to calculate TTFT".
     script = {"chunks": [], "ttft_ms": 5}
-    cfg = BenchConfig(
-        base_url=server.base_url,
-        num_requests=1,
-        progress=False,
-        use_server_tokenizer=False,
-        warmup_requests=0,
+    result = await arun_benchmark(
+        quiet_config(server.base_url), requests=[RequestSpec("p", 4, 2, {"scripted": script})]
     )
-    result = await arun_benchmark(cfg, requests=[RequestSpec("p", 4, 2, {"scripted": script})])
     o = result.outputs[0]
     assert not o.success and "without any choices event" in o.error
     assert o.chunk_times == [] and len(o.event_times) == 2

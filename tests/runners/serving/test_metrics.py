@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -23,6 +22,8 @@ from bench_runner.serving.metrics import (
 )
 from bench_runner.serving.sse import SSESplitter
 from bench_runner.serving.workload import eos_suppression, exact_prompt
+
+from .fakes import PieceTokenizer
 
 
 def req(ttft: float, gaps: list[float], out: int, inp: int = 10, ok: bool = True) -> PerRequest:
@@ -286,29 +287,8 @@ def test_payloads_and_eos_fields() -> None:
     assert eos_suppression("llama-cpp-python", 5) == {"min_tokens": 5}
 
 
-class WordTokenizer:
-    """Test tokenizer: BOS + one token per character pair, so cuts do not round-trip trivially."""
-
-    def __init__(self) -> None:
-        self.vocab: dict[str, int] = {}
-        self.inv: dict[int, str] = {}
-
-    async def encode(self, text: str) -> list[int]:
-        ids = [1]
-        for i in range(0, len(text), 2):
-            piece = text[i : i + 2]
-            if piece not in self.vocab:
-                self.vocab[piece] = len(self.vocab) + 2
-                self.inv[self.vocab[piece]] = piece
-            ids.append(self.vocab[piece])
-        return ids
-
-    async def decode(self, ids: Sequence[int]) -> str:
-        return "".join(self.inv.get(i, "") for i in ids)
-
-
 async def test_exact_prompt_hits_count() -> None:
-    tok = WordTokenizer()
+    tok = PieceTokenizer.pairs()
     rng = random.Random(3)
     for n in (2, 17, 128, 513):
         text = await exact_prompt(tok, n, rng)

@@ -40,6 +40,8 @@ from bench_runner.serving.loadgen import BenchConfig, BenchmarkResult, arun_benc
 from bench_runner.serving.metrics import recompute_vllm_result, to_result_records
 from bench_runner.serving.scripted_server import ScriptedServerProcess
 
+from .fakes import quiet_config
+
 FLOOR_S = 0.001  # the smallest error of a run: under 1 ms unless the stamps lag systematically
 
 
@@ -177,14 +179,7 @@ def test_chunks_are_stamped_on_arrival(server: ScriptedServerProcess, pinned: No
         )
         for i in range(3)
     ]
-    cfg = BenchConfig(
-        base_url=server.base_url,
-        num_requests=3,
-        concurrency=3,
-        progress=False,
-        use_server_tokenizer=False,
-        busy_poll=True,
-    )
+    cfg = quiet_config(server.base_url, num_requests=3, concurrency=3, warmup_requests=None, busy_poll=True)
     result = run_benchmark(cfg, requests=specs)
     log = httpx.get(server.base_url + "/_log").json()
     before_next = total = 0
@@ -204,15 +199,9 @@ async def test_failures_are_counted_not_raised(server: ScriptedServerProcess) ->
         RequestSpec("p", 4, 5, {"scripted": {"ttft_ms": 5, "itl_ms": 1, "disconnect_after": 2}}),
         RequestSpec("p", 4, 5, {"scripted": {"ttft_ms": 5, "itl_ms": 1, "usage": False}}),
     ]
-    cfg = BenchConfig(
-        base_url=server.base_url,
-        num_requests=4,
-        concurrency=2,
-        progress=False,
-        use_server_tokenizer=False,
-        warmup_requests=0,
+    result = await arun_benchmark(
+        quiet_config(server.base_url, num_requests=4, concurrency=2), requests=specs
     )
-    result = await arun_benchmark(cfg, requests=specs)
     doc = result.to_json()
     assert doc["completed"] == 2 and doc["failed"] == 2
     assert doc["errors"][1].startswith("HTTP 503")

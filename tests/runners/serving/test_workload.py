@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from bench_runner.serving.client import RequestSpec
-from bench_runner.serving.loadgen import BenchConfig, arun_benchmark, arun_sweep
+from bench_runner.serving.loadgen import arun_benchmark, arun_sweep
 from bench_runner.serving.scripted_server import ScriptedServerProcess
 from bench_runner.serving.workload import (
     _OPENING_WORDS,
@@ -28,27 +28,9 @@ from bench_runner.serving.workload import (
     unique_opening,
 )
 
+from .fakes import PieceTokenizer, quiet_config
+
 FEW = 2  # leading tokens two prompts may share beyond the specials: a word's first piece
-
-
-class WordTokenizer:
-    """BOS + one token per whitespace-separated word: shared leading tokens = shared words."""
-
-    def __init__(self) -> None:
-        self.vocab: dict[str, int] = {}
-        self.inv: dict[int, str] = {}
-
-    async def encode(self, text: str) -> list[int]:
-        ids = [1]
-        for word in text.split():
-            if word not in self.vocab:
-                self.vocab[word] = len(self.vocab) + 2
-                self.inv[self.vocab[word]] = word
-            ids.append(self.vocab[word])
-        return ids
-
-    async def decode(self, ids: Sequence[int]) -> str:
-        return " ".join(self.inv[i] for i in ids if i in self.inv)
 
 
 class GGUFTokenizer:
@@ -79,7 +61,7 @@ def _real_tokenizer() -> GGUFTokenizer | None:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Iterator[Tokenizer]:
-    yield _real_tokenizer() or WordTokenizer()
+    yield _real_tokenizer() or PieceTokenizer.words()
 
 
 async def _max_shared_leading(tok: Tokenizer, prompts: Sequence[str]) -> int:
@@ -156,13 +138,12 @@ async def test_sweep_prompts_all_open_differently(server: ScriptedServerProcess)
     both sweep points included, open with different words."""
     async with httpx.AsyncClient() as client:
         await client.post(server.base_url + "/_log/clear")
-        cfg = BenchConfig(
-            base_url=server.base_url,
+        cfg = quiet_config(
+            server.base_url,
             input_len=32,
             output_len=2,
             num_requests=6,
-            progress=False,
-            use_server_tokenizer=False,
+            warmup_requests=None,  # one per user
             extra_body={"scripted": {"ttft_ms": 1, "itl_ms": 1}},
         )
         results = await arun_sweep(cfg, concurrencies=[1, 3])
@@ -176,16 +157,15 @@ async def test_sweep_prompts_all_open_differently(server: ScriptedServerProcess)
 async def test_input_tokens_are_the_client_side_length(server: ScriptedServerProcess) -> None:
     """Prompts built to 24 tokens report 24 input tokens although the server's usage says 1
     (as vLLM reports its dataset's prompt_len); without a tokenizer the server's count is used."""
-    cfg = BenchConfig(
-        base_url=server.base_url,
+    cfg = quiet_config(
+        server.base_url,
         input_len=24,
         output_len=3,
         num_requests=3,
-        progress=False,
-        warmup_requests=0,
+        use_server_tokenizer=True,
         extra_body={"scripted": {"ttft_ms": 1, "itl_ms": 1}},
     )
-    exact = (await arun_benchmark(cfg, tokenizer=WordTokenizer())).to_json()
+    exact = (await arun_benchmark(cfg, tokenizer=PieceTokenizer.words())).to_json()
     assert exact["input_lens_exact"] and exact["input_lens"] == [24, 24, 24]
     assert exact["total_input_tokens"] == 72
     assert [r["usage_prompt_tokens"] for r in exact["requests"]] == [1, 1, 1]  # kept raw
@@ -229,14 +209,12 @@ async def test_detect_eog_tokens() -> None:
 async def test_llama_cpp_python_end_tokens_detected_for_a_base_url(server: ScriptedServerProcess) -> None:
     """``--base-url --engine llama-cpp-python`` without ``--eog-token``: the served model's end
     tokens are suppressed as ``--reference-engine`` does, not only ``<eos>`` (min_tokens)."""
-    cfg = BenchConfig(
-        base_url=server.base_url,
+    cfg = quiet_config(
+        server.base_url,
         engine="llama-cpp-python",
         input_len=8,
         output_len=3,
-        num_requests=1,
-        progress=False,
-        warmup_requests=0,
+        use_server_tokenizer=True,
         extra_body={"scripted": {"ttft_ms": 1, "itl_ms": 1}},
     )
     doc = (await arun_benchmark(cfg, tokenizer=SpecialTokenizer())).to_json()
@@ -262,14 +240,7 @@ async def test_short_outputs_are_reported(server: ScriptedServerProcess) -> None
             "p", 4, 6, {"scripted": {"chunks": [" a", " b", {"finish_reason": "stop"}], "usage": False}}
         ),
     ]
-    cfg = BenchConfig(
-        base_url=server.base_url,
-        num_requests=3,
-        progress=False,
-        use_server_tokenizer=False,
-        warmup_requests=0,
-    )
-    doc = (await arun_benchmark(cfg, requests=specs)).to_json()
+    doc = (await arun_benchmark(quiet_config(server.base_url, num_requests=3), requests=specs)).to_json()
     assert doc["output_shortfalls"] == [0, 2, 4]  # the third stopped after 2 of 6 tokens
     assert doc["short_requests"] == 2 and doc["output_shortfall_tokens"] == 6
     assert doc["requested_output_lens"] == [6, 6, 6]
