@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from .loadgen import BenchConfig, BenchmarkResult, arun_benchmark, arun_sweep
-from .metrics import LATENCY_METRICS, parse_goodput, to_result_records
+from .metrics import CLIENT_METRICS, LATENCY_METRICS, parse_goodput, to_result_records
 
 _TITLES = {
     "ttft": "Time to First Token",
     "tpot": "Time per Output Token (excl. 1st token)",
     "itl": "Inter-token Latency",
     "e2el": "End-to-end Latency",
+    "client_queue": "Client Queue (issue to socket)",
 }
+_LABELS = {"client_queue": "Client Queue"}
 
 
 def format_summary(data: dict[str, Any]) -> str:
@@ -42,9 +44,14 @@ def format_summary(data: dict[str, Any]) -> str:
     row("Total Token throughput (tok/s):", data["total_token_throughput"])
     if data.get("interactivity") is not None:
         row("Interactivity (tok/s/user):", data["interactivity"])
-    for name in LATENCY_METRICS:
+    if data.get("short_requests") is not None:
+        row("Requests short of output length:", data["short_requests"])
+        row("Output tokens short in all:", data["output_shortfall_tokens"])
+    for name in LATENCY_METRICS + CLIENT_METRICS:
+        if f"mean_{name}_ms" not in data:
+            continue
         lines.append("{s:{c}^50}".format(s=_TITLES[name], c="-"))
-        upper = name.upper()
+        upper = _LABELS.get(name, name.upper())
         row(f"Mean {upper} (ms):", data[f"mean_{name}_ms"])
         row(f"Median {upper} (ms):", data[f"median_{name}_ms"])
         for key in data:
@@ -80,11 +87,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--eog-token",
         action="append",
         default=[],
-        help="extra end-of-generation token text to suppress (llama-cpp-python)",
+        help="end-of-generation token text to suppress (llama-cpp-python; default: the served "
+        "model's, found through its tokenizer)",
     )
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=64)
     p.add_argument("--num-prompts", type=int, default=100)
+    p.add_argument(
+        "--shared-prefix-len",
+        type=int,
+        default=0,
+        help="tokens every prompt starts with, to measure prefix caching (default 0: none shared)",
+    )
     p.add_argument(
         "--warmup",
         type=int,
@@ -105,6 +119,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--goodput", nargs="*", default=[], help="SLOs in ms, e.g. ttft:500 tpot:50 e2el:3000")
     p.add_argument("--percentiles", default="50,90,95,99")
     p.add_argument("--num-accelerators", type=int, default=1)
+    p.add_argument(
+        "--best-request-throughput",
+        type=float,
+        default=None,
+        help="best req/s measured for this engine, hardware and workload: goodput_ratio's denominator",
+    )
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--no-usage", action="store_true", help="do not ask for stream usage")
     p.add_argument("--no-server-tokenizer", action="store_true")
@@ -168,6 +188,8 @@ async def _main(args: argparse.Namespace) -> int:
             percentiles=tuple(_parse_list(args.percentiles, float) or []),
             goodput_slos_ms=parse_goodput(args.goodput),
             num_accelerators=args.num_accelerators,
+            best_request_throughput=args.best_request_throughput,
+            shared_prefix_len=args.shared_prefix_len,
             temperature=args.temperature,
             include_usage=not args.no_usage,
             eog_tokens=tuple(eog),

@@ -1,26 +1,36 @@
 """Streaming client for OpenAI-compatible ``/v1/completions`` and ``/v1/chat/completions``.
 
-Timing follows vLLM's ``bench serve`` (see shared/METRICS.md):
+Timing follows vLLM's ``bench serve`` (``vllm/benchmarks/lib/endpoint_request_func.py``; see
+shared/METRICS.md and docs/metrics.md):
 
-* ``start`` is ``time.perf_counter()`` just before the request goes on the wire, reported through
-  httpx's ``trace`` extension: with ``StampedTransport`` (``transport.py``, used for ``http://``
-  by ``make_client``) just before the request bytes are written to the socket; with httpx's
-  default transport (httpcore) when it starts writing the request headers, or opening the TCP
-  connection when a new one is needed. ``client_start``, stamped before handing the request to
-  httpx, is kept too; the difference is the client's own queueing, which would otherwise inflate
-  TTFT by up to a few ms per request when many requests start at once;
+* ``start`` is ``time.perf_counter()`` when the client issues the request, before the body is
+  encoded and handed to httpx, as vLLM takes its start time before ``session.post``. TTFT and
+  E2EL count from there, so the client's own work is inside them as it is inside vLLM's.
+  ``wire_start`` is when the request bytes are handed to the socket, reported through httpx's
+  ``trace`` extension (``http11.send_request_headers.started``: with ``StampedTransport``, used
+  for ``http://`` by ``make_client``, just before its one write of head and body). The
+  difference is ``client_queue``: time spent inside this client (encoding, connection pool,
+  opening a connection when none is idle) before the request reached the socket, reported as a
+  metric of its own so that a busy client is visible instead of hidden in TTFT;
 * every network read is timestamped on arrival, and every SSE event completed by that read shares
   it. With ``StampedTransport`` the stamp is taken in the socket protocol's ``data_received``, so
   queueing in the consuming coroutine does not delay it; with the default transport it is taken
   when the body bytes reach this code;
-* TTFT is the first event that carries a non-empty ``choices`` list, even with empty text;
-* "content chunks" are that first event plus every later event whose choice carries text
-  (``text``, ``delta.content`` or ``delta.reasoning_content``). ITL is the gaps between them and
-  E2EL ends at the last one. A trailing ``finish_reason`` event with no text is kept in the raw
-  timestamps but is not a token, so it neither adds a ~0 ms ITL gap nor stretches E2EL.
+* the chunk rule (vLLM's, for both endpoints): every SSE data message whose ``choices`` list is
+  non-empty is one chunk, whatever its text. A chat role-only first delta, a chunk with empty
+  text (a special token) and a last chunk that carries only ``finish_reason`` are all chunks.
+  TTFT = first chunk - start; every later chunk adds one ITL gap, the time since the previous
+  chunk; E2EL = last chunk - start. Messages without choices (the usage summary that
+  ``stream_options.include_usage`` adds, an error object), ``[DONE]`` and SSE comments are not
+  chunks: they add no gap and do not move the end of E2EL. ``chunk_times`` holds the chunks;
+* kept beside it for tools that skip empty chunks (SGLang, AIPerf): ``first_nonempty_time``, the
+  first chunk with text, and ``content_times``, the first chunk followed by the chunks with text;
+  ``event_times`` holds every data message, usage and ``[DONE]`` included;
+* a request succeeds when the server answered 200, at least one chunk arrived, the stream ended
+  cleanly and carried no error object (vLLM requires only the first two);
 * output tokens come from ``usage.completion_tokens`` when the server streams usage; otherwise
   they are counted later with a tokenizer (see ``workload``), or as a last resort from the
-  number of content chunks. ``output_tokens_source`` records which.
+  number of chunks with text. ``output_tokens_source`` records which.
 """
 
 from __future__ import annotations
@@ -41,15 +51,9 @@ Endpoint = Literal["completions", "chat"]
 TokenSource = Literal["usage", "tokenizer", "chunks", "none"]
 
 ENDPOINT_PATHS: dict[str, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-# httpcore trace events that mark the request leaving the client (first one wins).
-_WIRE_START_EVENTS = frozenset(
-    {
-        "connection.connect_tcp.started",
-        "connection.connect_unix_socket.started",
-        "http11.send_request_headers.started",
-        "http2.send_request_headers.started",
-    }
-)
+# Trace events that mark the request bytes going to the socket (httpcore's and StampedTransport's
+# names). Connecting comes before them, so a new connection's setup counts as client queueing.
+_WIRE_START_EVENTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
 def stamped_transport_default() -> bool:
@@ -93,18 +97,24 @@ class RequestSpec:
 
 @dataclass
 class RequestOutput:
-    """What the client saw for one request. Times are absolute ``perf_counter`` seconds."""
+    """What the client saw for one request. Times are absolute ``perf_counter`` seconds.
+
+    The derived values (``ttft``, ``itl``, ``e2el``, ``tpot``, ``client_queue``,
+    ``output_shortfall``) mean something only for a successful request; result arrays and
+    aggregates take them from successful requests alone.
+    """
 
     index: int
     input_len: int
     max_tokens: int
     warmup: bool = False
-    start: float = 0.0  # request goes on the wire
-    client_start: float = 0.0  # request handed to httpx
+    start: float = 0.0  # the client issues the request (vLLM's start time)
+    wire_start: float | None = None  # the request bytes are handed to the socket
     scheduled: float | None = None  # open loop: planned dispatch time
-    ttft_time: float | None = None  # first event with choices
-    first_nonempty_time: float | None = None  # first event with text (SGLang / AIPerf TTFT)
-    content_times: list[float] = field(default_factory=list)  # TTFT event + text events
+    ttft_time: float | None = None  # first chunk
+    first_nonempty_time: float | None = None  # first chunk with text (SGLang / AIPerf TTFT)
+    chunk_times: list[float] = field(default_factory=list)  # every message with choices (vLLM)
+    content_times: list[float] = field(default_factory=list)  # first chunk + chunks with text
     event_times: list[float] = field(default_factory=list)  # every data event incl. usage/[DONE]
     end_time: float | None = None  # stream closed
     text: str = ""
@@ -119,18 +129,18 @@ class RequestOutput:
 
     @property
     def ttft(self) -> float:
-        """Seconds from start to the first ``choices`` event (0 when none arrived)."""
+        """Seconds from start to the first chunk (0 when none arrived: a failed request)."""
         return self.ttft_time - self.start if self.ttft_time is not None else 0.0
 
     @property
     def e2el(self) -> float:
-        """Seconds from start to the last content chunk."""
-        return self.content_times[-1] - self.start if self.content_times else 0.0
+        """Seconds from start to the last chunk (0 when none arrived)."""
+        return self.chunk_times[-1] - self.start if self.chunk_times else 0.0
 
     @property
     def itl(self) -> list[float]:
-        """Gaps between consecutive content chunks, in seconds."""
-        ts = self.content_times
+        """Gaps between consecutive chunks, in seconds."""
+        ts = self.chunk_times
         return [b - a for a, b in zip(ts, ts[1:], strict=False)]
 
     @property
@@ -139,6 +149,29 @@ class RequestOutput:
         if self.output_tokens <= 1:
             return None
         return (self.e2el - self.ttft) / (self.output_tokens - 1)
+
+    @property
+    def client_queue(self) -> float | None:
+        """Seconds from start until the request bytes were handed to the socket."""
+        return None if self.wire_start is None else self.wire_start - self.start
+
+    @property
+    def output_shortfall(self) -> int | None:
+        """Output tokens short of ``max_tokens``; None for a failed request.
+
+        ``finish_reason == "length"`` is the server saying it generated ``max_tokens``: then an
+        estimated count (re-tokenised text, which can differ by a token or two) is not held
+        against it, a count from ``usage`` is. A request the server stopped for another reason
+        (end of sequence, a stop string) is at least one token short.
+        """
+        if not self.success:
+            return None
+        missing = max(0, self.max_tokens - self.output_tokens)
+        if self.finish_reason == "length":
+            return missing if self.output_tokens_source == "usage" else 0
+        if self.finish_reason is None:
+            return missing
+        return max(1, missing)
 
 
 def build_payload(
@@ -163,11 +196,12 @@ def build_payload(
 
 
 def _choice_text(choice: dict[str, Any]) -> str:
+    """A completion's ``text`` or a chat delta's content ("" for a role-only or finish chunk)."""
     text = choice.get("text")
     if text is None:
         delta = choice.get("delta") or {}
         text = delta.get("content") or delta.get("reasoning_content") or ""
-    return text
+    return text if isinstance(text, str) else ""
 
 
 async def send_request(
@@ -180,26 +214,25 @@ async def send_request(
 ) -> RequestOutput:
     """Send one streamed request and fill ``out``. Never raises for request-level failures.
 
-    ``counter`` (a one-element list) is incremented per content chunk so a progress reporter
+    ``counter`` (a one-element list) is incremented per chunk with text so a progress reporter
     can show tokens/s while requests are in flight.
     """
+    perf = time.perf_counter
+    out.start = perf()  # before encoding, as vLLM's start precedes session.post's JSON encoding
     body = json.dumps(payload).encode()
     hdrs = {"Content-Type": "application/json", "Accept": "text/event-stream"}
     if headers:
         hdrs.update(headers)
     splitter = SSESplitter()
     text_parts: list[str] = []
-    perf = time.perf_counter
+    chunk_times = out.chunk_times
     content_times = out.content_times
     event_times = out.event_times
 
     async def trace(event: str, info: dict[str, Any]) -> None:
-        if event in _WIRE_START_EVENTS and not wire[0]:
-            out.start = perf()
-            wire[0] = True
+        if out.wire_start is None and event in _WIRE_START_EVENTS:
+            out.wire_start = perf()
 
-    wire = [False]
-    out.client_start = out.start = perf()
     try:
         async with client.stream(
             "POST", url, content=body, headers=hdrs, extensions={"trace": trace}
@@ -224,20 +257,22 @@ async def send_request(
                     if data == b"[DONE]":
                         continue
                     msg = json.loads(data)
+                    if not isinstance(msg, dict):
+                        raise ValueError(f"SSE data is not a JSON object: {data[:80]!r}")
                     choices = msg.get("choices")
-                    if choices:
-                        choice = choices[0]
+                    if isinstance(choices, list) and choices:
+                        # A chunk (vLLM's rule): counts for TTFT, ITL and E2EL even without text.
+                        chunk_times.append(now)
+                        choice = choices[0] if isinstance(choices[0], dict) else {}
                         text = _choice_text(choice)
                         if out.ttft_time is None:
                             out.ttft_time = now
                             content_times.append(now)
-                            if text:
-                                out.first_nonempty_time = now
                         elif text:
                             content_times.append(now)
+                        if text:
                             if out.first_nonempty_time is None:
                                 out.first_nonempty_time = now
-                        if text:
                             text_parts.append(text)
                             if counter is not None:
                                 counter[0] += 1

@@ -12,7 +12,7 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, cast
 
@@ -30,8 +30,15 @@ from .client import (
     stamped_transport_default,
 )
 from .loops import busy_loop, run_on
-from .metrics import DEFAULT_PERCENTILES, compute_metrics, per_request_from_outputs
-from .workload import ServerTokenizer, Tokenizer, Workload, build_requests, eos_suppression
+from .metrics import DEFAULT_PERCENTILES, compute_metrics, goodput_ratio, per_request_from_outputs
+from .workload import (
+    ServerTokenizer,
+    Tokenizer,
+    Workload,
+    build_requests,
+    detect_eog_tokens,
+    eos_suppression,
+)
 
 
 class EngineWatch(Protocol):
@@ -69,8 +76,15 @@ class BenchConfig:
     num_accelerators: int = 1
     temperature: float = 0.0
     include_usage: bool = True
-    eog_tokens: tuple[str, ...] = ()  # extra end-of-generation tokens to suppress (llama-cpp-python)
+    # End-of-generation tokens to suppress (llama-cpp-python). Empty: ask the server's tokenizer
+    # which of the usual ones the model has (workload.detect_eog_tokens).
+    eog_tokens: tuple[str, ...] = ()
     use_server_tokenizer: bool = True
+    # Tokens every prompt starts with, on purpose (a prefix-caching workload); 0 shares nothing.
+    shared_prefix_len: int = 0
+    # Best request throughput (req/s) measured for this engine, hardware and workload, e.g. from
+    # the results store: the denominator of goodput_ratio (a sweep's own best when higher).
+    best_request_throughput: float | None = None
     request_timeout: float = 600.0
     progress: bool = True
     progress_interval: float = 5.0
@@ -93,6 +107,10 @@ class BenchConfig:
             raise ValueError("burstiness must be > 0")
         if self.num_requests < 1:
             raise ValueError("num_requests must be >= 1")
+        if self.shared_prefix_len < 0:
+            raise ValueError("shared_prefix_len must be >= 0")
+        if self.best_request_throughput is not None and not self.best_request_throughput > 0:
+            raise ValueError("best_request_throughput must be > 0")
         self.base_url = self.base_url.rstrip("/")
 
     @property
@@ -122,15 +140,22 @@ class BenchmarkResult:
     input_lens_exact: bool
     tokenizer: str | None
     date: str
+    # How end of generation was suppressed: request fields, tokens, where the tokens came from.
+    eos_suppression: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
         return self.t_end - self.t_start
 
     def to_json(self) -> dict[str, Any]:
-        """The result JSON: vLLM's keys first, then our own raw per-request timestamps."""
+        """The result JSON: vLLM's keys first, then our own raw per-request timestamps.
+
+        Per-request arrays (``ttfts``, ``itls``, ``e2els``, ``tpots``, ``output_lens``,
+        ``client_queues``, ``output_shortfalls``) have one entry per request, in request order,
+        None where the request failed (and for ``tpots`` where it had one output token): a
+        failed request contributes no value, not even vLLM's 0.0 TTFT.
+        """
         cfg = self.config
-        ok = [o for o in self.outputs if o.success]
         rate: float | str = (
             "inf" if cfg.request_rate is None or math.isinf(cfg.request_rate) else cfg.request_rate
         )
@@ -147,23 +172,34 @@ class BenchmarkResult:
             "load_shape": "closed" if cfg.closed_loop else "open",
         }
         data.update(self.metrics)
+
+        def each(value: Callable[[RequestOutput], Any]) -> list[Any]:
+            return [value(o) if o.success else None for o in self.outputs]
+
         data.update(
             {
                 "input_lens": [o.input_len for o in self.outputs],
-                "output_lens": [o.output_tokens if o.success else 0 for o in self.outputs],
-                "ttfts": [o.ttft if o.success else 0.0 for o in self.outputs],
-                "itls": [o.itl if o.success else [] for o in self.outputs],
-                "e2els": [o.e2el for o in ok],
-                "tpots": [t for o in ok if (t := o.tpot) is not None],
+                "output_lens": each(lambda o: o.output_tokens),
+                "requested_output_lens": [o.max_tokens for o in self.outputs],
+                "ttfts": each(lambda o: o.ttft),
+                "itls": each(lambda o: o.itl),
+                "e2els": each(lambda o: o.e2el),
+                "tpots": each(lambda o: o.tpot),
+                "client_queues": each(lambda o: o.client_queue),
+                "output_shortfalls": each(lambda o: o.output_shortfall),
                 "generated_texts": [o.text for o in self.outputs],
                 "errors": [o.error for o in self.outputs],
-                "output_tokens_source": dict(Counter(o.output_tokens_source for o in ok)),
+                "output_tokens_source": dict(
+                    Counter(o.output_tokens_source for o in self.outputs if o.success)
+                ),
                 "input_lens_exact": self.input_lens_exact,
+                "eos_suppression": self.eos_suppression,
                 "workload": {
                     "input_len": cfg.input_len,
                     "output_len": cfg.output_len,
                     "seed": cfg.seed,
                     "warmup_requests": cfg.n_warmup,
+                    "shared_prefix_len": cfg.shared_prefix_len,
                 },
                 "requests": [_raw_request(o, self.t_start) for o in self.outputs],
             }
@@ -179,15 +215,17 @@ def _raw_request(o: RequestOutput, t0: float) -> dict[str, Any]:
 
     return {
         "index": o.index,
-        "client_start": rel(o.client_start),
         "start": rel(o.start),
+        "wire_start": rel(o.wire_start),
         "scheduled": rel(o.scheduled),
         "ttft_time": rel(o.ttft_time),
         "first_nonempty_time": rel(o.first_nonempty_time),
+        "chunk_times": [t - t0 for t in o.chunk_times],
         "content_times": [t - t0 for t in o.content_times],
         "event_times": [t - t0 for t in o.event_times],
         "end_time": rel(o.end_time),
         "input_len": o.input_len,
+        "max_tokens": o.max_tokens,
         "output_tokens": o.output_tokens,
         "output_tokens_source": o.output_tokens_source,
         "usage_completion_tokens": o.usage_completion_tokens,
@@ -381,11 +419,14 @@ async def arun_benchmark(
     engine: EngineWatch | None = None,
     tokenizer: Tokenizer | None = None,
     requests: Sequence[RequestSpec] | None = None,
+    prompt_offset: int = 0,
 ) -> BenchmarkResult:
     """Run one benchmark. Failed requests are counted, never raised.
 
     If ``engine`` is given it is checked every 0.5 s; when it dies the run stops and the
     engine's exception (e.g. an ``EngineFailure`` of class ``crash`` or ``oom``) propagates.
+    ``prompt_offset`` is the index of this run's first prompt among the prompts already sent
+    to the engine by the same caller (a sweep), so that every prompt opens differently.
     """
     timeout = httpx.Timeout(config.request_timeout, connect=30.0)
     pool = ClientPool(timeout, stamped=config.stamped_transport)
@@ -394,14 +435,27 @@ async def arun_benchmark(
         if tokenizer is None and config.use_server_tokenizer:
             server_tok = await ServerTokenizer.detect(client, config.base_url, config.model)
             tokenizer = server_tok
-        extra = eos_suppression(config.engine, config.output_len, config.eog_tokens)
+        extra, suppression = await _eos_suppression(config, tokenizer)
         extra.update(config.extra_body)
-        workload = Workload(config.input_len, config.output_len, config.num_requests, config.seed, extra)
+        workload = Workload(
+            config.input_len,
+            config.output_len,
+            config.num_requests,
+            config.seed,
+            extra,
+            shared_prefix_len=config.shared_prefix_len,
+        )
         if requests is None:
-            specs, exact = await build_requests(workload, tokenizer)
+            specs, exact = await build_requests(workload, tokenizer, first_index=prompt_offset)
         else:
             specs, exact = list(requests), tokenizer is not None
-        warm_specs, _ = await build_requests(workload, tokenizer, count=config.n_warmup, salt=1)
+        warm_specs, _ = await build_requests(
+            workload,
+            tokenizer,
+            count=config.n_warmup,
+            salt=1,
+            first_index=prompt_offset + config.num_requests,
+        )
 
         watcher = asyncio.create_task(_watch_engine(engine)) if engine is not None else None
         progress = _Progress(len(specs), config.progress_interval, config.progress)
@@ -428,6 +482,8 @@ async def arun_benchmark(
         # Token counting after the clock stopped. Only our own server tokenizer is used here:
         # the counts must be the engine's own.
         await _count_output_tokens(outputs, server_tok)
+        # Input tokens: the client-side length when the prompt was built to it (vLLM reports
+        # its dataset's prompt_len); otherwise the server's count where it sends one.
         if not exact:
             for o in outputs:
                 if o.usage_prompt_tokens is not None:
@@ -439,6 +495,8 @@ async def arun_benchmark(
         goodput_slos_ms=config.goodput_slos_ms,
         num_accelerators=config.num_accelerators,
     )
+    _set_goodput_ratio(metrics, config.best_request_throughput, "given")
+    _warn_short(metrics)
     return BenchmarkResult(
         config=config,
         outputs=outputs,
@@ -453,7 +511,51 @@ async def arun_benchmark(
             else (type(tokenizer).__name__ if tokenizer else None)
         ),
         date=time.strftime("%Y%m%d-%H%M%S"),
+        eos_suppression=suppression,
     )
+
+
+async def _eos_suppression(
+    config: BenchConfig, tokenizer: Tokenizer | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Request fields that make the engine generate ``output_len`` tokens, and how they came about.
+
+    llama-cpp-python has no ``ignore_eos``; without ``eog_tokens`` the served model's
+    end-of-generation tokens are found through its tokenizer, as ``--reference-engine`` names
+    Gemma's. Without a tokenizer only ``min_tokens`` is left, which masks ``<eos>`` alone: the
+    output-length check of every run then shows any request that stopped early.
+    """
+    eog, source = tuple(config.eog_tokens), "given"
+    if config.engine == "llama-cpp-python" and not eog:
+        eog = await detect_eog_tokens(tokenizer) if tokenizer is not None else ()
+        source = "detected" if eog else "none"
+    fields = eos_suppression(config.engine, config.output_len, eog)
+    info = {"fields": sorted(fields), "eog_tokens": list(eog), "eog_source": source if eog else "none"}
+    return fields, info
+
+
+def _set_goodput_ratio(metrics: dict[str, Any], best: float | None, source: str) -> None:
+    """``goodput_ratio`` over ``best`` (or this run's own throughput when that is higher)."""
+    own = metrics.get("request_throughput")
+    if best is None or own is None or not math.isfinite(own):
+        metrics["goodput_ratio"] = None
+        metrics["goodput_ratio_reference"] = None
+        return
+    if own > best:
+        best, source = own, "this run"
+    metrics["goodput_ratio"] = goodput_ratio(metrics, best)
+    metrics["goodput_ratio_reference"] = {"request_throughput": best, "source": source}
+
+
+def _warn_short(metrics: dict[str, Any]) -> None:
+    short = metrics.get("short_requests")
+    if short:
+        print(
+            f"[serve-bench] warning: {short} request(s) produced fewer output tokens than asked "
+            f"({metrics['output_shortfall_tokens']} tokens short in all)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 async def _run_phases(
@@ -496,7 +598,10 @@ async def arun_sweep(
     """Run ``config`` once per concurrency (closed loop) or per request rate (open loop).
 
     Each point gets ``goodput_ratio``: its good requests/s (all requests when no SLO is set)
-    divided by the best request throughput of the sweep, the systems view of goodput.
+    divided by the best request throughput for the engine and hardware, the systems view of
+    goodput: ``config.best_request_throughput`` or the sweep's own best, whichever is higher.
+    Every point opens its prompts with indices after the previous points', so no prompt of one
+    point shares a prefix with a prompt of another.
     """
     if (concurrencies is None) == (rates is None):
         raise ValueError("give exactly one of concurrencies or rates")
@@ -508,13 +613,17 @@ async def arun_sweep(
         else:
             params.update(request_rate=float(value))
         points.append(BenchConfig(**params))
-    results = [await arun_benchmark(p, engine=engine, tokenizer=tokenizer) for p in points]
+    results: list[BenchmarkResult] = []
+    offset = 0
+    for p in points:
+        results.append(await arun_benchmark(p, engine=engine, tokenizer=tokenizer, prompt_offset=offset))
+        offset += p.num_requests + p.n_warmup
     best = max((r.metrics["request_throughput"] for r in results), default=0.0)
+    source = "sweep"
+    if config.best_request_throughput is not None and config.best_request_throughput >= best:
+        best, source = config.best_request_throughput, "given"
     for r in results:
-        useful = r.metrics["request_goodput"]
-        if useful is None:
-            useful = r.metrics["request_throughput"]
-        r.metrics["goodput_ratio"] = useful / best if best > 0 else None
+        _set_goodput_ratio(r.metrics, best if best > 0 else None, source)
     return results
 
 

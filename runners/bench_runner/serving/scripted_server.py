@@ -12,9 +12,21 @@ the actual write times are kept per request and served at ``GET /_log``.
 The script comes from the request body's ``"scripted"`` object, falling back to the server's
 defaults: ``ttft_ms``, ``itl_ms`` (number or list), ``n_tokens`` (default ``max_tokens``),
 ``id`` (key in the log), ``usage`` (default: honour ``stream_options.include_usage``),
-``finish_chunk`` (a separate empty chunk with ``finish_reason``, as llama-cpp-python sends),
-``empty_first`` (first chunk without text, like a chat role chunk), ``status`` (answer with that
-HTTP error), ``disconnect_after`` (drop the connection after that many chunks).
+``finish_chunk`` (an empty chunk with ``finish_reason`` written with the last token, as
+llama-cpp-python sends), ``empty_first`` (first chunk without text: a role-only delta on the chat
+endpoint), ``status`` (answer with that HTTP error), ``disconnect_after`` (drop the connection
+after that many chunks).
+
+``chunks`` scripts every chunk instead, each at its own delay, for streams with empty-text
+chunks: a list of objects with ``delay_ms`` (after the previous chunk; for the first, after
+the request arrived; default ``ttft_ms``, then ``itl_ms``), ``text`` (absent: no text, i.e.
+``"text": ""`` on completions and a delta without ``content`` on chat), ``role`` (chat: the delta
+says ``"role": "assistant"``) and ``finish_reason``; a plain string is a chunk with that text. The
+usage chunk (``"choices": []``) counts ``usage_tokens`` (default: the chunks with text) and,
+with ``usage_delay_ms``, is written on its own that long after the last chunk; otherwise it
+goes out with the last chunk. An empty list sends no chunk at all. The log keeps the write time
+of every chunk (``send_times``) and of a separate usage chunk (``usage_time``), and the start of
+the prompt (``prompt_head``).
 
 Run: ``python -m bench_runner.serving.scripted_server --port 0 [--cpu N]``; it prints
 ``READY <port>`` on stdout. ``ScriptedServerProcess`` does that from Python.
@@ -55,35 +67,68 @@ class _Stream:
         self.conn = conn
         self.chat = chat
         self.model = model
-        self.n = n_tokens
         itl = script.get("itl_ms", DEFAULT_SCRIPT["itl_ms"])
         self.itl_s = [float(x) / 1000.0 for x in itl] if isinstance(itl, list) else [float(itl) / 1000.0]
         self.ttft_s = float(script.get("ttft_ms", DEFAULT_SCRIPT["ttft_ms"])) / 1000.0
+        # Explicit chunks: (delay s or None for the default, text or None, role, finish_reason).
+        self.items: list[tuple[float | None, str | None, bool, str | None]] | None = None
+        if script.get("chunks") is not None:
+            self.items = [_chunk_item(c) for c in script["chunks"]]
+            n_tokens = len(self.items)
+            default_usage = sum(1 for item in self.items if item[1])
+        else:
+            default_usage = n_tokens
+        self.n = n_tokens
+        self.usage_tokens = int(script.get("usage_tokens", default_usage))
+        delay = script.get("usage_delay_ms")
+        self.usage_delay_s = None if delay is None else float(delay) / 1000.0
         self.finish_chunk = bool(script.get("finish_chunk", False))
         self.empty_first = bool(script.get("empty_first", False))
         self.disconnect_after = script.get("disconnect_after")
         self.usage = usage
         self.k = 0
-        self.deadline = t_recv + self.ttft_s
+        first_delay = self.items[0][0] if self.items else None
+        self.deadline = t_recv + (self.ttft_s if first_delay is None else first_delay)
         self.log = log
         self.send_times: list[float] = []
         if log is not None:
             log["send_times"] = self.send_times
 
-    def _chunk(self, text: str, finish: str | None) -> bytes:
+    def _chunk(self, text: str | None, finish: str | None, role: bool = False) -> bytes:
         fin = "null" if finish is None else f'"{finish}"'
-        txt = json.dumps(text)
         if self.chat:
+            parts = ['"role":"assistant"'] if role else []
+            if text is not None:
+                parts.append(f'"content":{json.dumps(text)}')
             body = (
                 f'{{"id":"s","object":"chat.completion.chunk","model":"{self.model}","choices":'
-                f'[{{"index":0,"delta":{{"content":{txt}}},"finish_reason":{fin}}}]}}'
+                f'[{{"index":0,"delta":{{{",".join(parts)}}},"finish_reason":{fin}}}]}}'
             )
         else:
             body = (
                 f'{{"id":"s","object":"text_completion","model":"{self.model}","choices":'
-                f'[{{"index":0,"text":{txt},"finish_reason":{fin}}}]}}'
+                f'[{{"index":0,"text":{json.dumps(text or "")},"finish_reason":{fin}}}]}}'
             )
         return _http_chunk(b"data: " + body.encode() + b"\n\n")
+
+    def _spec(self, k: int) -> tuple[str | None, bool, str | None]:
+        """(text, role, finish_reason) of chunk ``k``."""
+        if self.items is not None:
+            _, text, role, finish = self.items[k]
+            return text, role, finish
+        last = k == self.n - 1
+        finish = "length" if last and not self.finish_chunk else None
+        if self.empty_first and k == 0:
+            return (None, True, finish) if self.chat else ("", False, finish)
+        return f" tok{k}", False, finish
+
+    def _delay_after(self, k: int) -> float:
+        """Seconds between chunk ``k`` and chunk ``k + 1``."""
+        if self.items is not None:
+            given = self.items[k + 1][0]
+            if given is not None:
+                return given
+        return self.itl_s[min(k, len(self.itl_s) - 1)]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -92,13 +137,20 @@ class _Stream:
     def _tick(self) -> None:
         if self.conn.closed:
             return
+        if self.n == 0:  # a stream without a single chunk
+            self.conn.write(self._usage() + self._done())
+            self.conn.stream_done()
+            return
         k = self.k
         last = k == self.n - 1
-        text = "" if self.empty_first and k == 0 else f" tok{k}"
-        finish = "length" if last and not self.finish_chunk else None
-        data = self._chunk(text, finish)
+        text, role, finish = self._spec(k)
+        data = self._chunk(text, finish, role)
+        separate_usage = self.usage and self.usage_delay_s is not None
         if last:
-            data += self._tail()
+            if self.finish_chunk and self.items is None:
+                data += self._chunk(None if self.chat else "", "length")
+            if not separate_usage:
+                data += self._usage() + self._done()
         self.send_times.append(time.perf_counter())
         self.conn.write(data)
         self.k += 1
@@ -106,28 +158,69 @@ class _Stream:
             self.conn.abort()
             return
         if last:
-            self.conn.stream_done()
+            if separate_usage and self.usage_delay_s is not None:
+                self.deadline += self.usage_delay_s
+                self.loop.call_at(self.deadline, self._usage_tick)
+            else:
+                self.conn.stream_done()
             return
-        self.deadline += self.itl_s[min(k, len(self.itl_s) - 1)]
+        self.deadline += self._delay_after(k)
         self.loop.call_at(self.deadline, self._tick)
 
-    def _tail(self) -> bytes:
-        out = b""
-        if self.finish_chunk:
-            out += self._chunk("", "length")
-        if self.usage:
-            body = json.dumps(
-                {
-                    "id": "s",
-                    "object": "text_completion",
-                    "model": self.model,
-                    "choices": [],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": self.n, "total_tokens": self.n + 1},
-                }
-            )
-            out += _http_chunk(b"data: " + body.encode() + b"\n\n")
-        out += _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
-        return out
+    def _usage_tick(self) -> None:
+        if self.conn.closed:
+            return
+        if self.log is not None:
+            self.log["usage_time"] = time.perf_counter()
+        self.conn.write(self._usage() + self._done())
+        self.conn.stream_done()
+
+    def _usage(self) -> bytes:
+        if not self.usage:
+            return b""
+        body = json.dumps(
+            {
+                "id": "s",
+                "object": "text_completion",
+                "model": self.model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 1,
+                    "completion_tokens": self.usage_tokens,
+                    "total_tokens": self.usage_tokens + 1,
+                },
+            }
+        )
+        return _http_chunk(b"data: " + body.encode() + b"\n\n")
+
+    def _done(self) -> bytes:
+        return _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+
+def _chunk_item(spec: Any) -> tuple[float | None, str | None, bool, str | None]:
+    """One entry of a script's ``chunks``: (delay s or None, text or None, role, finish_reason)."""
+    if isinstance(spec, str):
+        return None, spec, False, None
+    if not isinstance(spec, dict):
+        raise ValueError(f"a scripted chunk is a string or an object, got {spec!r}")
+    delay = spec.get("delay_ms")
+    text = spec.get("text")
+    finish = spec.get("finish_reason")
+    return (
+        None if delay is None else float(delay) / 1000.0,
+        None if text is None else str(text),
+        bool(spec.get("role", False)),
+        None if finish is None else str(finish),
+    )
+
+
+def _prompt_head(req: dict[str, Any]) -> str:
+    """The first 200 characters of a request's prompt (or last chat message), for the log."""
+    prompt = req.get("prompt")
+    if prompt is None:
+        messages = req.get("messages") or [{}]
+        prompt = messages[-1].get("content", "") if isinstance(messages[-1], dict) else ""
+    return prompt[:200] if isinstance(prompt, str) else ""
 
 
 def _http_chunk(payload: bytes) -> bytes:
@@ -250,7 +343,7 @@ class ScriptedServer:
             usage = bool(script.get("usage", (req.get("stream_options") or {}).get("include_usage", False)))
             self._seq += 1
             key = str(script.get("id", self._seq))
-            entry: dict[str, Any] = {"t_recv": t_recv}
+            entry: dict[str, Any] = {"t_recv": t_recv, "prompt_head": _prompt_head(req)}
             self.log[key] = entry
             conn.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"

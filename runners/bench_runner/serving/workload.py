@@ -2,8 +2,18 @@
 
 Prompts are cut from a small built-in corpus (sentences written for this project) to an exact
 token count with the server's own tokenizer, so "ISL 128" means 128 tokens as the engine counts
-them (specials such as BOS included, which is what the engine processes). Output length is
-fixed with ``max_tokens`` plus the engine's way of ignoring end-of-sequence:
+them (specials such as BOS included, which is what the engine processes). The input length a
+result reports is that client-side length, as vLLM reports its dataset's ``prompt_len``.
+
+Every prompt of a run opens with two words that no other prompt of the run opens with
+(``unique_opening``), so no two prompts share more than their specials and perhaps the first
+piece of a word: an engine's prefix cache cannot reuse one prompt's tokens for another and turn
+part of the benchmark into a cache test by accident. A shuffled corpus alone is not enough: two
+prompts of a 100-prompt run often began with the same sentence or two. A workload that wants
+shared prefixes on purpose (to measure prefix caching) asks for ``shared_prefix_len`` tokens
+common to every prompt, followed by the unique opening.
+
+Output length is fixed with ``max_tokens`` plus the engine's way of ignoring end-of-sequence:
 
 * vLLM, SGLang and llama.cpp's own ``llama-server``: ``ignore_eos: true``.
 * llama-cpp-python's server (``python -m llama_cpp.server``, read in its ``server/types.py`` and
@@ -11,12 +21,16 @@ fixed with ``max_tokens`` plus the engine's way of ignoring end-of-sequence:
   ``token_eos``; models with several end-of-generation tokens (Gemma 3 also stops on
   ``<end_of_turn>``) need ``logit_bias`` with ``logit_bias_type: "tokens"`` instead. The two must
   not be combined: ``Llama._create_completion`` does ``logits_processor =
-  logits_processor.extend(...)``, which leaves ``None`` and silently drops both.
+  logits_processor.extend(...)``, which leaves ``None`` and silently drops both. The server does
+  not say which tokens end generation, so ``detect_eog_tokens`` asks its tokenizer which of the
+  usual end-of-generation texts are control tokens of the served model.
 """
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -68,6 +82,33 @@ CORPUS: tuple[str, ...] = (
     "A map of the old mine shafts helped the builders avoid a collapse under the new school.",
     "The night train crosses the border after midnight, and the guard checks tickets with a torch.",
 )
+
+
+# Opening words: the distinct words of four letters or more of the corpus, in corpus order.
+_OPENING_WORDS: tuple[str, ...] = tuple(
+    dict.fromkeys(w.lower() for sentence in CORPUS for w in re.findall(r"[A-Za-z]+", sentence) if len(w) >= 4)
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _opening_order(seed: int) -> tuple[str, ...]:
+    words = list(_OPENING_WORDS)
+    random.Random(f"opening-{seed}").shuffle(words)
+    return tuple(words)
+
+
+def unique_opening(index: int, seed: int = 0) -> str:
+    """The two words that open prompt ``index`` of a run (``"Tide harbour."``).
+
+    The first word is the index's last digit in base W (the number of opening words, over 300)
+    and the second the next digit, over a word order shuffled by ``seed``: prompts whose indices
+    differ by less than W open with different words, and any two of the first W squared prompts
+    differ by the second word at the latest.
+    """
+    words = _opening_order(seed)
+    base = len(words)
+    first, second = words[index % base], words[(index // base) % base]
+    return f"{first.capitalize()} {second}."
 
 
 class Tokenizer(Protocol):
@@ -155,6 +196,48 @@ class ServerTokenizer:
         return len(await self.encode(text)) - len(await self.encode(""))
 
 
+# End-of-generation token texts: those llama.cpp marks as end of generation by their text
+# (llama-vocab.cpp) plus the usual end-of-sequence texts. A model has only some of them.
+EOG_CANDIDATES: tuple[str, ...] = (
+    "<eos>",
+    "</s>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<EOT>",
+    "<end_of_utterance>",
+    "<\uff5cend\u2581of\u2581sentence\uff5c>",  # DeepSeek's full-width spelling
+)
+
+
+async def detect_eog_tokens(
+    tokenizer: Tokenizer, candidates: Sequence[str] = EOG_CANDIDATES
+) -> tuple[str, ...]:
+    """The candidate texts that are one control token of the served model.
+
+    A candidate counts when the tokenizer turns it into exactly one token beside the specials it
+    adds to any text, and that token decodes to nothing: llama-cpp-python's ``/extras/tokenize``
+    parses special tokens, and its ``/extras/detokenize`` does not render control tokens. A
+    text the model does not have as a special token splits into several ordinary tokens and is
+    left out, so ``logit_bias`` never suppresses ordinary text.
+    """
+    base = await tokenizer.encode("")
+    found: list[str] = []
+    for text in candidates:
+        ids = await tokenizer.encode(text)
+        if ids[: len(base)] != base or len(ids) != len(base) + 1:
+            continue
+        if await tokenizer.decode(ids[len(base) :]) == "":
+            found.append(text)
+    return tuple(found)
+
+
 def eos_suppression(engine: str, output_len: int, eog_tokens: Sequence[str] = ()) -> dict[str, Any]:
     """Request fields that make ``engine`` generate exactly ``max_tokens`` tokens."""
     if engine == "llama-cpp-python":
@@ -181,12 +264,16 @@ def _corpus_text(rng: random.Random, approx_chars: int) -> str:
     return " ".join(parts)
 
 
-async def exact_prompt(tokenizer: Tokenizer, n_tokens: int, rng: random.Random) -> str:
-    """Text that ``tokenizer`` encodes to exactly ``n_tokens`` tokens (specials included)."""
+async def exact_prompt(tokenizer: Tokenizer, n_tokens: int, rng: random.Random, *, lead: str = "") -> str:
+    """Text that ``tokenizer`` encodes to exactly ``n_tokens`` tokens (specials included).
+
+    It starts with ``lead`` (cut short if ``lead`` alone is longer) followed by corpus text.
+    """
     special = len(await tokenizer.encode(""))
     if n_tokens <= special:
         raise WorkloadError(f"input length {n_tokens} leaves no room beside {special} special tokens")
-    ids = (await tokenizer.encode(_corpus_text(rng, n_tokens * 6 + 200)))[special:]
+    body = _corpus_text(rng, n_tokens * 6 + 200)
+    ids = (await tokenizer.encode(f"{lead} {body}" if lead else body))[special:]
     want = n_tokens - special
     if len(ids) < want:
         raise WorkloadError(f"corpus too short for {n_tokens} tokens")
@@ -205,40 +292,70 @@ async def exact_prompt(tokenizer: Tokenizer, n_tokens: int, rng: random.Random) 
     raise WorkloadError(f"could not build a prompt of exactly {n_tokens} tokens")
 
 
-def approx_prompt(n_tokens: int, rng: random.Random) -> str:
-    """Without a tokenizer: about 0.75 English words per token."""
-    words = _corpus_text(rng, n_tokens * 8 + 100).split()
+def approx_prompt(n_tokens: int, rng: random.Random, *, lead: str = "") -> str:
+    """Without a tokenizer: about 0.75 English words per token, starting with ``lead``."""
+    words = (lead.split() if lead else []) + _corpus_text(rng, n_tokens * 8 + 100).split()
     return " ".join(words[: max(1, int(n_tokens * 0.75))])
 
 
 @dataclass
 class Workload:
-    """Fixed input/output lengths; ``extra_body`` is merged into every request."""
+    """Fixed input/output lengths; ``extra_body`` is merged into every request.
+
+    ``shared_prefix_len``: tokens (after the tokenizer's specials) that every prompt starts
+    with, on purpose, to measure prefix caching; 0 (the default) shares nothing.
+    """
 
     input_len: int
     output_len: int
     num_requests: int
     seed: int = 0
     extra_body: dict[str, Any] | None = None
+    shared_prefix_len: int = 0
 
 
 async def build_requests(
-    workload: Workload, tokenizer: Tokenizer | None, count: int | None = None, salt: int = 0
+    workload: Workload,
+    tokenizer: Tokenizer | None,
+    count: int | None = None,
+    salt: int = 0,
+    *,
+    first_index: int = 0,
 ) -> tuple[list[RequestSpec], bool]:
     """Build ``count`` request specs (default ``workload.num_requests``).
 
     Returns the specs and whether input lengths are exact (a tokenizer was available).
-    Prompts differ from each other (shuffled corpus per request), so an engine's prefix cache
-    does not turn the benchmark into a cache test.
+    Request ``k`` opens with ``unique_opening(first_index + k)`` (after the shared prefix, if
+    the workload asks for one), so give every batch of one run (warm-ups, sweep points) its own
+    ``first_index`` range and no two prompts of the run share more than a token or two.
     """
     n = workload.num_requests if count is None else count
     rng = random.Random(workload.seed * 1_000_003 + salt)
     extra = dict(workload.extra_body or {})
+    prefix = await _shared_prefix(workload, tokenizer)
     specs: list[RequestSpec] = []
-    for _ in range(n):
+    for k in range(n):
+        opening = unique_opening(first_index + k, workload.seed)
+        lead = f"{prefix} {opening}" if prefix else opening
         if tokenizer is not None:
-            prompt = await exact_prompt(tokenizer, workload.input_len, rng)
+            prompt = await exact_prompt(tokenizer, workload.input_len, rng, lead=lead)
         else:
-            prompt = approx_prompt(workload.input_len, rng)
+            prompt = approx_prompt(workload.input_len, rng, lead=lead)
         specs.append(RequestSpec(prompt, workload.input_len, workload.output_len, extra))
     return specs, tokenizer is not None
+
+
+async def _shared_prefix(workload: Workload, tokenizer: Tokenizer | None) -> str:
+    """The text every prompt of ``workload`` starts with ("" unless it asks for one)."""
+    n = workload.shared_prefix_len
+    if n <= 0:
+        return ""
+    rng = random.Random(f"shared-prefix-{workload.seed}")
+    special = len(await tokenizer.encode("")) if tokenizer is not None else 0
+    if special + n >= workload.input_len:
+        raise WorkloadError(
+            f"shared prefix of {n} tokens leaves no room for the rest of a {workload.input_len}-token prompt"
+        )
+    if tokenizer is None:
+        return approx_prompt(n, rng)
+    return await exact_prompt(tokenizer, special + n, rng)

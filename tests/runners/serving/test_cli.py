@@ -58,6 +58,29 @@ def test_serve_bench_cli_sweep_writes_results_and_records(
     assert ttft["params"]["concurrency"] == 3 and ttft["params"]["isl"] == 8
 
 
+def test_serve_bench_cli_client_queue_shortfall_and_goodput_ratio(
+    server: ScriptedServerProcess, tmp_path: Path
+) -> None:
+    result_file, records_file = tmp_path / "result.json", tmp_path / "records.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench_runner.cli", "serve-bench", "--base-url", server.base_url,
+         "--input-len", "16", "--output-len", "4", "--num-prompts", "4", "--shared-prefix-len", "6",
+         "--best-request-throughput", "1000", "--no-server-tokenizer", "--no-progress",
+         "--result-file", str(result_file), "--records-file", str(records_file)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Client Queue (issue to socket)" in proc.stdout and "Mean Client Queue (ms):" in proc.stdout
+    assert "Requests short of output length:" in proc.stdout
+    doc = json.loads(result_file.read_text())
+    assert doc["workload"]["shared_prefix_len"] == 6
+    assert doc["goodput_ratio"] == pytest.approx(doc["request_throughput"] / 1000)
+    assert doc["goodput_ratio_reference"] == {"request_throughput": 1000.0, "source": "given"}
+    assert doc["short_requests"] == 0
+    metrics = {r["metric"] for r in json.loads(records_file.read_text())}
+    assert {"mean_client_queue_ms", "short_requests", "goodput_ratio"} <= metrics
+
+
 def test_serve_bench_cli_reports_failures(tmp_path: Path) -> None:
     # Nothing listens there: every request fails, the run still completes and says so.
     proc = subprocess.run(
@@ -69,6 +92,7 @@ def test_serve_bench_cli_reports_failures(tmp_path: Path) -> None:
     assert proc.returncode == 1
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["completed"] == 0 and doc["failed"] == 3 and all(doc["errors"])
+    assert doc["ttfts"] == [None, None, None]  # no 0.0 TTFT from a request that never ran
 
 
 @pytest.mark.engine

@@ -34,11 +34,11 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EnginePro
 
 async def test_serving_benchmark_on_reference_engine(engine: tuple[EngineProcess, str, str]) -> None:
     eng, base_url, model = engine
+    # No eog_tokens, as with --base-url: the model's end tokens are found through its tokenizer.
     cfg = BenchConfig(
         base_url=base_url,
         model=model,
         engine="llama-cpp-python",
-        eog_tokens=REFERENCE_EOG_TOKENS,
         input_len=ISL,
         output_len=OSL,
         num_requests=N,
@@ -55,10 +55,23 @@ async def test_serving_benchmark_on_reference_engine(engine: tuple[EngineProcess
     assert doc["input_lens"] == [ISL] * N and doc["total_input_tokens"] == ISL * N
     # The server sends no usage while streaming: counts come from its tokenizer, and say so.
     assert doc["output_tokens_source"] == {"tokenizer": N}
-    # EOS suppressed: every request ran to max_tokens.
+    # End of generation suppressed as --reference-engine does (Gemma: <eos> and <end_of_turn>):
+    # every request ran to max_tokens, and the run's own check says so.
+    suppression = doc["eos_suppression"]
+    assert suppression["eog_source"] == "detected" and suppression["fields"] == [
+        "logit_bias",
+        "logit_bias_type",
+    ]
+    assert set(REFERENCE_EOG_TOKENS) <= set(suppression["eog_tokens"])
     assert all(o.finish_reason == "length" for o in result.outputs)
+    assert doc["short_requests"] == 0 and doc["output_shortfalls"] == [0] * N
     assert all(len(o.content_times) >= OSL - 2 for o in result.outputs)
     assert all(OSL - 2 <= n <= OSL + 2 for n in doc["output_lens"])  # retokenised text
+    # vLLM's chunk rule: every message with choices is a chunk, the final finish_reason one too.
+    for o in result.outputs:
+        assert len(o.chunk_times) >= len(o.content_times) and len(o.itl) == len(o.chunk_times) - 1
+        assert o.e2el == o.chunk_times[-1] - o.start
+        assert o.client_queue is not None and 0 <= o.client_queue < o.ttft
     for key in (
         "mean_ttft_ms",
         "median_ttft_ms",
@@ -99,10 +112,17 @@ async def test_prompts_have_exact_token_counts(engine: tuple[EngineProcess, str,
         assert tok is not None and tok.flavour == "llama-cpp-python"
         specs, exact = await build_requests(Workload(128, 8, 4, seed=3), tok)
         assert exact and len({s.prompt for s in specs}) == 4  # distinct prompts
+        token_lists = []
         for s in specs:
             # Independent check with a raw call to the engine's own tokenizer endpoint.
             resp = await client.post(base_url + "/extras/tokenize", json={"input": s.prompt})
-            assert len(resp.json()["tokens"]) == 128
+            token_lists.append(resp.json()["tokens"])
+            assert len(token_lists[-1]) == 128
+    # No two prompts share more than BOS and a word's first piece: nothing for the cache to reuse.
+    for i, a in enumerate(token_lists):
+        for b in token_lists[i + 1 :]:
+            shared = next((k for k, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), len(a))
+            assert shared <= 3, shared
 
 
 async def test_local_generation_speed_against_server(engine: tuple[EngineProcess, str, str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -14,13 +13,17 @@ from bench_runner.serving.loadgen import BenchConfig, arrival_offsets
 from bench_runner.serving.metrics import (
     PerRequest,
     compute_metrics,
+    goodput_ratio,
     parse_goodput,
     per_request_from_outputs,
+    recompute_vllm_result,
     summarize_ms,
     to_result_records,
 )
 from bench_runner.serving.sse import SSESplitter
 from bench_runner.serving.workload import eos_suppression, exact_prompt
+
+from .fakes import PieceTokenizer
 
 
 def req(ttft: float, gaps: list[float], out: int, inp: int = 10, ok: bool = True) -> PerRequest:
@@ -98,16 +101,102 @@ def test_per_accelerator_throughput() -> None:
 def test_request_output_properties() -> None:
     o = RequestOutput(index=0, input_len=5, max_tokens=3)
     o.start = 10.0
+    o.wire_start = 10.0015
     o.ttft_time = 10.2
+    # Chunk times (every message with choices) drive ITL and E2EL; the text-only list does not.
+    o.chunk_times = [10.2, 10.25, 10.35, 10.36]
     o.content_times = [10.2, 10.25, 10.35]
     o.output_tokens = 3
+    o.finish_reason = "length"
+    o.output_tokens_source = "usage"
     o.success = True
     assert o.ttft == pytest.approx(0.2)
-    assert o.itl == pytest.approx([0.05, 0.10])
-    assert o.e2el == pytest.approx(0.35)
-    assert o.tpot == pytest.approx(0.075)
+    assert o.itl == pytest.approx([0.05, 0.10, 0.01])
+    assert o.e2el == pytest.approx(0.36)
+    assert o.tpot == pytest.approx(0.08)
+    assert o.client_queue == pytest.approx(0.0015)
+    assert o.output_shortfall == 0
     (p,) = per_request_from_outputs([o])
-    assert p.output_len == 3 and p.e2el == pytest.approx(0.35)
+    assert p.output_len == 3 and p.e2el == pytest.approx(0.36) and p.client_queue == pytest.approx(0.0015)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "source", "finish", "shortfall"),
+    [
+        (64, "usage", "length", 0),
+        (60, "usage", "length", 4),  # the server's own count says it is short
+        (62, "tokenizer", "length", 0),  # re-tokenised text; the server said it hit max_tokens
+        (30, "tokenizer", "stop", 34),
+        (64, "tokenizer", "stop", 1),  # stopped early: at least one token short, whatever the count
+        (50, "chunks", None, 14),  # no finish_reason: the count decides
+    ],
+)
+def test_output_shortfall(tokens: int, source: str, finish: str | None, shortfall: int) -> None:
+    o = RequestOutput(index=0, input_len=5, max_tokens=64, success=True)
+    o.output_tokens, o.output_tokens_source, o.finish_reason = tokens, source, finish  # type: ignore[assignment]
+    assert o.output_shortfall == shortfall
+    o.success = False
+    assert o.output_shortfall is None
+
+
+def test_shortfall_and_client_queue_aggregates() -> None:
+    reqs = [
+        PerRequest(True, 10, 4, 0.1, [0.01] * 3, 0.13, output_shortfall=0, client_queue=0.001),
+        PerRequest(True, 10, 2, 0.1, [0.01], 0.11, output_shortfall=2, client_queue=0.003),
+        PerRequest(False, 10, 0, 0.0, [], 0.0),  # failed: in no statistic
+    ]
+    m = compute_metrics(reqs, 1.0, percentiles=(50,))
+    assert m["short_requests"] == 1 and m["output_shortfall_tokens"] == 2
+    assert m["mean_client_queue_ms"] == pytest.approx(2.0) and m["p50_client_queue_ms"] == pytest.approx(2.0)
+    # A vLLM file's requests carry neither: no figure rather than a made-up 0.
+    plain = compute_metrics([req(0.1, [0.01], 2)], 1.0)
+    assert plain["short_requests"] is None and plain["output_shortfall_tokens"] is None
+    assert "mean_client_queue_ms" not in plain
+
+
+def test_goodput_ratio_definition() -> None:
+    m = {"request_throughput": 4.0, "request_goodput": 3.0}
+    assert goodput_ratio(m, 6.0) == pytest.approx(0.5)  # good requests/s over the best req/s
+    assert goodput_ratio({"request_throughput": 4.0, "request_goodput": None}, 8.0) == pytest.approx(0.5)
+    assert goodput_ratio(m, None) is None and goodput_ratio(m, 0.0) is None
+
+
+def test_failed_requests_contribute_no_sample() -> None:
+    """vLLM stores a failed request's TTFT as 0.0 and its ITL as []; ours stores None. Neither
+    reaches a sample array or statistic, and a run with no completed request gives no record."""
+    vllm_style = {
+        "completed": 2,
+        "failed": 1,
+        "duration": 1.0,
+        "mean_ttft_ms": 150.0,
+        "ttfts": [0.1, 0.0, 0.2],
+        "itls": [[0.01], [], [0.02]],
+        "output_lens": [2, 0, 2],
+        "errors": ["", "HTTP 503", ""],
+    }
+    recs = {r.metric: r for r in to_result_records(vllm_style, suite="s", benchmark="b")}
+    assert recs["mean_ttft_ms"].samples == pytest.approx([100.0, 200.0])
+    again = recompute_vllm_result(vllm_style, percentiles=(50,))
+    assert again["completed"] == 2 and again["mean_ttft_ms"] == pytest.approx(150.0)
+    ours = {
+        **vllm_style,
+        "ttfts": [0.1, None, 0.2],
+        "itls": [[0.01], None, [0.02]],
+        "output_lens": [2, None, 2],
+    }
+    assert recompute_vllm_result(ours, percentiles=(50,))["mean_ttft_ms"] == pytest.approx(150.0)
+    assert {r.metric: r for r in to_result_records(ours, suite="s", benchmark="b")}[
+        "mean_ttft_ms"
+    ].samples == pytest.approx([100.0, 200.0])
+    # Every request failed: the zeros of an empty statistic are no measurement.
+    dead = compute_metrics([PerRequest(False, 10, 0, 0.0, [], 0.0)] * 3, 1.0)
+    assert dead["mean_ttft_ms"] == 0.0  # vLLM's convention in the JSON ...
+    assert to_result_records({**dead, "ttfts": [None] * 3}, suite="s", benchmark="b") == []  # ... no record
+    # One output token per request: TPOT and ITL have no sample, so no TPOT or ITL record.
+    one = compute_metrics([req(0.1, [], 1), req(0.2, [], 1)], 1.0)
+    one.update({"ttfts": [0.1, 0.2], "itls": [[], []], "tpots": [None, None], "errors": ["", ""]})
+    names = {r.metric for r in to_result_records(one, suite="s", benchmark="b")}
+    assert "mean_ttft_ms" in names and not {n for n in names if "tpot" in n or "itl" in n}
 
 
 def test_records_units_and_directions() -> None:
@@ -198,29 +287,8 @@ def test_payloads_and_eos_fields() -> None:
     assert eos_suppression("llama-cpp-python", 5) == {"min_tokens": 5}
 
 
-class WordTokenizer:
-    """Test tokenizer: BOS + one token per character pair, so cuts do not round-trip trivially."""
-
-    def __init__(self) -> None:
-        self.vocab: dict[str, int] = {}
-        self.inv: dict[int, str] = {}
-
-    async def encode(self, text: str) -> list[int]:
-        ids = [1]
-        for i in range(0, len(text), 2):
-            piece = text[i : i + 2]
-            if piece not in self.vocab:
-                self.vocab[piece] = len(self.vocab) + 2
-                self.inv[self.vocab[piece]] = piece
-            ids.append(self.vocab[piece])
-        return ids
-
-    async def decode(self, ids: Sequence[int]) -> str:
-        return "".join(self.inv.get(i, "") for i in ids)
-
-
 async def test_exact_prompt_hits_count() -> None:
-    tok = WordTokenizer()
+    tok = PieceTokenizer.pairs()
     rng = random.Random(3)
     for n in (2, 17, 128, 513):
         text = await exact_prompt(tok, n, rng)

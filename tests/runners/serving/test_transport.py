@@ -253,7 +253,8 @@ async def test_sse_event_split_across_reads_gets_the_later_stamp() -> None:
     assert t_head <= ct[0] < t_rest2
     assert t_rest2 <= ct[1] < t_rest2 + 0.02  # the read with the final byte, not the first half
     assert t_rest3 <= ct[2] < t_rest3 + 0.02
-    assert out.start <= t_head and out.start >= out.client_start
+    # Issued, then handed to the socket, before the server wrote anything.
+    assert out.wire_start is not None and out.start <= out.wire_start <= t_head
     assert out.event_times[-1] == ct[2]  # [DONE] arrived in the same read
 
 
@@ -389,7 +390,9 @@ async def test_scripted_server_stream(scripted: ScriptedServerProcess, stamped: 
     assert out.output_tokens == 8 and out.output_tokens_source == "usage"
     sends = log["send_times"]
     assert len(out.content_times) == len(sends) == 8
-    assert out.start <= log["t_recv"]
+    # The finish-only chunk, written with the last token, is a ninth chunk (vLLM's rule).
+    assert len(out.chunk_times) == 9 and out.chunk_times[:8] == out.content_times
+    assert out.wire_start is not None and out.start <= out.wire_start <= log["t_recv"]
     for got, sent in zip(out.content_times, sends, strict=True):
         assert sent <= got < sent + 0.05
 
