@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+from .files import atomic_write
 
 ENV_CONFIG = "BENCH_RUNNER_CONFIG"
 
@@ -86,18 +87,7 @@ class RunnerConfig:
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by the owner only (0600), atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    os.chmod(path, 0o600)
+    atomic_write(path, text.encode("utf-8"), mode=0o600)
 
 
 def save_config(config: RunnerConfig, path: str | Path | None = None) -> Path:

@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .client import ClientError, Conflict, Rejected, ServerUnavailable
+from .files import TEMP_PREFIX, atomic_write, fsync_dir
 
 _NAME = re.compile(r"^(\d{12})\.json$")
 
@@ -48,28 +48,6 @@ class DeliveryReport:
         return self.remaining == 0
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 class Spool:
     """A directory of results batches waiting for the server."""
 
@@ -80,7 +58,7 @@ class Spool:
         self.rejected_dir.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         self._log = log or (lambda _msg: None)
-        for stale in self.dir.glob(".tmp-*"):  # a crash mid-write leaves at most a temp file
+        for stale in self.dir.glob(f"{TEMP_PREFIX}*"):  # a crash mid-write leaves at most a temp file
             stale.unlink(missing_ok=True)
 
     @contextlib.contextmanager
@@ -130,7 +108,7 @@ class Spool:
             self.rejected_dir / (path.stem + ".error.json"), json.dumps(error, indent=2, default=str).encode()
         )
         os.replace(path, self.rejected_dir / path.name)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._log(
             f"spool: batch {key} rejected by the server ({exc.status} {exc.error}); kept in {path.name}"
         )
@@ -165,7 +143,7 @@ class Spool:
                     return report
                 (report.duplicates if answer.get("duplicate") else report.delivered).append(key)
                 path.unlink()
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         return report
 
     def submit(self, client: ResultsPoster, payload: dict[str, Any]) -> DeliveryReport:
