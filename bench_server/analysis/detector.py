@@ -17,9 +17,12 @@ the neighbours of each removed split), with three changes that make it robust an
   repeats of a commit still count for more than one.
 * Candidates come from a multi-scale moving-sum scan over the per-commit mean ranks, computed
   for every position and bandwidth at once with cumulative sums (O(n log n) for the ranking,
-  O(n) per bandwidth), instead of a distance matrix per window. The final test of each split
-  uses the commits between its neighbours, at most `window` on each side, with the
-  scan-statistic correction for having picked the best split (`stats.max_split_pvalue`).
+  O(n) per bandwidth), instead of a distance matrix per window.
+* In the merge each split settles at the best split of the commits between its neighbours, at
+  most `window` on each side: the rank statistic decides whether there is a change (with the
+  scan-statistic correction for having picked the best split, `stats.max_split_pvalue`), a
+  least-squares fit of the clipped commit medians decides exactly where (`_localise`). So a
+  change point depends only on the data around it, and a slow drift never adds up to a step.
 
 Levels are medians, the relative change carries an analytic confidence interval (median
 standard errors from the commit medians, combined on the log scale), and the direction of the
@@ -90,9 +93,9 @@ class DetectorSettings:
     window: the most commits on each side that a change point's test and levels use; bounds
         the cost and keeps slow drifts from adding up to a step.
     candidate_significance: the looser level at which the scan proposes splits to the merge.
-    check_significance: the largest p-value of a fast check that flags a commit. Stricter than
-        `significance`: the check judges every commit on its own, so this is about its false
-        alarms per commit on a flat series.
+    check_significance: the largest p-value of a fast check that flags a commit. The check
+        judges every commit on its own, so this is its rate of false flags per commit of a flat
+        series (0.001: about one per 1,000 commits), where `significance` is per series.
     confidence: the level of the relative change's confidence interval.
     """
 
@@ -101,7 +104,7 @@ class DetectorSettings:
     min_points: int = 5
     window: int = 100
     candidate_significance: float = 0.05
-    check_significance: float = 0.0002
+    check_significance: float = 0.001
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
@@ -254,9 +257,10 @@ def _best_split(samples: _Samples, lo: int, hi: int, min_points: int, alpha: flo
     """The best split of commits [lo, hi) by a cluster-permutation rank-sum test, and its medians.
 
     Every split with min_points commits on each side is scored at once from the cumulative sums
-    of the commits' centred rank sums; the p-value is corrected for having taken the best. The
-    medians are left out (NaN) when the p-value is above alpha: the merge drops that split on
-    its p-value alone.
+    of the commits' centred rank sums; the p-value is corrected for having taken the best
+    (`_localise` may then settle a few commits away, where the rank statistic is nearly as
+    high). The medians are left out (NaN) when the p-value is above alpha: the merge drops that
+    split on its p-value alone.
     """
     flat = samples.span(lo, hi)
     ranks = _average_ranks(flat)
@@ -267,7 +271,7 @@ def _best_split(samples: _Samples, lo: int, hi: int, min_points: int, alpha: flo
     left_sums = np.cumsum(scores)[k - 1]
     variance = k * (n - k) / (n * (n - 1.0)) * float(np.dot(scores, scores))
     z_all = np.divide(left_sums, np.sqrt(variance), out=np.zeros(k.size), where=variance > 0.0)
-    best = int(np.argmax(np.abs(z_all)))
+    best = _localise(samples.commit_medians(lo, hi), k, int(np.argmax(np.abs(z_all))))
     z, left = float(z_all[best]), int(k[best])
     p_value = max_split_pvalue(abs(z), n, min_points) if z != 0.0 else 1.0
     before = after = math.nan
@@ -285,6 +289,25 @@ def _best_split(samples: _Samples, lo: int, hi: int, min_points: int, alpha: flo
         before_points=left,
         after_points=n - left,
     )
+
+
+def _localise(medians: FloatArray, k: IntArray, rank_best: int) -> int:
+    """Where exactly the level moves: index into k of the least-squares split of clipped medians.
+
+    Ranks see order, not size, so under a slow drift the rank statistic's maximum can slide a
+    few commits off a large step. The commit medians, clipped to 3 MAD-SDs beyond the two
+    levels either side of the rank split (so an outlier weighs no more than a point at the
+    far level), are split where the between-level sum of squares is largest.
+    """
+    n = medians.size
+    left, right = medians[: k[rank_best]], medians[k[rank_best] :]
+    centre_l, centre_r = float(np.median(left)), float(np.median(right))
+    deviations = np.concatenate((np.abs(left - centre_l), np.abs(right - centre_r)))
+    spread = MAD_TO_SD * float(np.median(deviations))
+    clipped = np.clip(medians, min(centre_l, centre_r) - 3.0 * spread, max(centre_l, centre_r) + 3.0 * spread)
+    sums = np.cumsum(clipped - clipped.mean())[k - 1]
+    between = sums * sums * n / (k * (n - k))
+    return int(np.argmax(between))
 
 
 def _median_se(values: FloatArray) -> float:
