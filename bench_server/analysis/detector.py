@@ -535,12 +535,21 @@ def _analyse(
 
 
 def detect_change_points(
-    points: Points, settings: DetectorSettings | None = None, *, direction: Direction
+    points: Points,
+    settings: DetectorSettings | None = None,
+    *,
+    direction: Direction,
+    breaks: Sequence[int] = (),
 ) -> list[ChangePoint]:
-    """Every change point of a series, oldest first. Deterministic: same points, same answer."""
+    """Every change point of a series, oldest first. Deterministic: same points, same answer.
+
+    `breaks` are commits where the level may move for a known outside reason (the hardware
+    fingerprint changed: a new driver or OS). The series is analysed as separate pieces there
+    and a break is never reported, so no commit is blamed for it.
+    """
     settings = settings or DetectorSettings()
     samples = _samples(points)
-    return _analyse(samples, 0, (), 0, settings, direction)
+    return _analyse(samples, 0, _inside(breaks, 0, samples.commits), 0, settings, direction)
 
 
 def update_change_points(
@@ -550,13 +559,14 @@ def update_change_points(
     settings: DetectorSettings | None = None,
     *,
     direction: Direction,
+    breaks: Sequence[int] = (),
 ) -> list[ChangePoint]:
     """The change points after new commits were appended to a series analysed before.
 
     `previous` is what the last analysis of the first `analysed_length` commits returned (by
-    this function or `detect_change_points`, with the same settings). Change points followed by
-    at least 2 * window analysed commits are kept as they are; only the tail is analysed again,
-    so the cost depends on the window, not on the length of the series.
+    this function or `detect_change_points`, with the same settings and breaks). Change points
+    followed by at least 2 * window analysed commits are kept as they are; only the tail is
+    analysed again, so the cost depends on the window, not on the length of the series.
     """
     settings = settings or DetectorSettings()
     n = len(points)
@@ -566,9 +576,15 @@ def update_change_points(
     kept = [cp for cp in previous if cp.index < final_before]
     context = max(0, final_before - settings.window)
     tail = _samples(points[context:])
-    fixed = [cp.index - context for cp in kept if cp.index >= context]
+    bounds = {cp.index for cp in kept if cp.index > context} | set(_inside(breaks, context, n))
+    fixed = [b - context for b in sorted(bounds)]
     fresh = _analyse(tail, context, fixed, final_before - context, settings, direction)
     return kept + fresh
+
+
+def _inside(breaks: Sequence[int], lo: int, hi: int) -> list[int]:
+    """The distinct breaks strictly inside (lo, hi), sorted; one at an end splits nothing."""
+    return sorted({int(b) for b in breaks if lo < b < hi})
 
 
 def restores_level(change: ChangePoint, later: ChangePoint, settings: DetectorSettings | None = None) -> bool:

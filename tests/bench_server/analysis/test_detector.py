@@ -236,3 +236,23 @@ def test_the_fast_check_does_not_flag_a_mode_the_baseline_has_shown() -> None:
     history = level * (1.0 + 0.005 * rng.standard_normal(80))
     assert check_new_point(history, [125.4], direction=LOWER).status is VerdictStatus.NO_CHANGE
     assert check_new_point(history, [160.0], direction=LOWER).status is VerdictStatus.REGRESSION
+
+
+def test_a_known_break_is_never_blamed_and_steps_around_it_still_are() -> None:
+    """A driver update at commit 100 moves the level; a real regression follows at 200."""
+    points = series([(100, 100.0), (100, 90.0), (100, 99.0)], cv=0.01, seed=17)
+    assert [
+        abs(cp.index - t) <= 1
+        for cp, t in zip(detect_change_points(points, direction=LOWER), (100, 200), strict=True)
+    ] == [True, True]
+    [cp] = detect_change_points(points, direction=LOWER, breaks=[100])
+    assert abs(cp.index - 200) <= 1 and cp.before_points <= 100  # tested against the new level only
+
+    found = detect_change_points(points[:150], direction=LOWER, breaks=[100])
+    for end in range(151, len(points) + 1):
+        found = update_change_points(points[:end], found, end - 1, direction=LOWER, breaks=[100])
+    assert [c.index for c in found] == [cp.index]
+    # Breaks at the ends split nothing.
+    assert detect_change_points(points, direction=LOWER, breaks=[0, 300]) == detect_change_points(
+        points, direction=LOWER
+    )
