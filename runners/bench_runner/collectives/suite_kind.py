@@ -29,6 +29,10 @@ Records (as `collectives.records.run_to_records`, under this benchmark's name): 
 carrying the printed rows, and no numbers from it; ranks that exit 7 while rank 0's results show
 nothing wrong -> `wrong_result` too; a rank that exits with any other non-zero status -> `crash`
 (`oom` when it ran out of memory); out of time or stopped -> `timeout` (every rank is killed).
+
+The posted batch's context says per collective which placements were measured and why any was
+not (`collectives.records.run_context`): `{"collectives": {"<benchmark>": {"all_reduce":
+{"placements": ["in_place"], "not_measured": {"out_of_place": "..."}}}}}`.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from .launcher import (
     read_hostfile,
     read_runs,
 )
-from .records import run_to_records
+from .records import run_context, run_to_records
 from .worker import JSON_MARKER, WRONG_RESULT_EXIT
 
 KIND = "collectives"
@@ -295,6 +299,9 @@ def run_collectives(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]
         )
         result = launch_ranks(ctx, commands)
     runs = _read_runs(ctx, result)
+    # Which placements each collective measured, and why any was not (torch has no out-of-place
+    # all_reduce or broadcast): beside the numbers in the batch, as nccl-tests users expect both.
+    ctx.report_context({run.collective: run_context(run) for run in runs})
     missing = sorted(set(options.collectives) - {r.collective for r in runs})
     out: list[ResultRecord | FailureRecord] = []
     for run in runs:

@@ -58,6 +58,28 @@ def test_wrong_elements_are_a_wrong_result(tmp_path: Path) -> None:
     assert not any("rank1!" in line and "Traceback" in line for line in lines)
 
 
+def test_the_batch_context_says_which_placements_were_measured(tmp_path: Path) -> None:
+    out = run(_suite(tmp_path, 'collectives = ["all_reduce", "all_gather"]\nstep_factor = 64'), tmp_path)
+    assert out.failures == []
+    measured = {(r.params["collective"], r.metric) for r in out.results if r.metric.startswith("busbw")}
+    assert measured == {
+        ("all_reduce", "busbw_inplace"),
+        ("all_gather", "busbw"),
+        ("all_gather", "busbw_inplace"),
+    }
+    assert out.context == {
+        "collectives": {
+            "ar": {
+                "all_reduce": {
+                    "placements": ["in_place"],
+                    "not_measured": {"out_of_place": "torch.distributed.all_reduce has no out-of-place form"},
+                },
+                "all_gather": {"placements": ["in_place", "out_of_place"]},
+            }
+        }
+    }
+
+
 def test_past_the_timeout_every_rank_is_killed(tmp_path: Path) -> None:
     lines: list[str] = []
     started = time.monotonic()
