@@ -63,6 +63,19 @@ def cores() -> tuple[int | None, int | None]:
     return cpus[0], cpus[1]
 
 
+def scripted_config(base_url: str, requests: int, concurrency: int, busy: bool, **more: Any) -> BenchConfig:
+    """A closed loop against the scripted server: the requests bring their own scripts."""
+    return BenchConfig(
+        base_url=base_url,
+        num_requests=requests,
+        concurrency=concurrency,
+        progress=False,
+        use_server_tokenizer=False,
+        busy_poll=busy,
+        **more,
+    )
+
+
 def run_rate(base_url: str, rate: float, streams: int, seconds: float, busy: bool) -> dict[str, Any]:
     """Drive ``streams`` parallel streams at ``rate`` chunks/s in total for about ``seconds``."""
     httpx.post(base_url + "/_log/clear")
@@ -85,15 +98,7 @@ def run_rate(base_url: str, rate: float, streams: int, seconds: float, busy: boo
         )
         for i in range(streams)
     ]
-    cfg = BenchConfig(
-        base_url=base_url,
-        num_requests=streams,
-        concurrency=streams,
-        progress=False,
-        use_server_tokenizer=False,
-        busy_poll=busy,
-        request_timeout=120.0,
-    )
+    cfg = scripted_config(base_url, streams, streams, busy, request_timeout=120.0)
     cpu0 = time.process_time()
     result = run_benchmark(cfg, requests=specs)
     cpu = time.process_time() - cpu0
@@ -212,14 +217,9 @@ def timing_accuracy(base_url: str, quick: bool, busy: bool) -> dict[str, float]:
         queue: list[float] = []
         for _ in range(rounds):
             httpx.post(base_url + "/_log/clear")
-            cfg = BenchConfig(
-                base_url=base_url,
-                num_requests=requests,
-                concurrency=concurrency,
-                progress=False,
-                use_server_tokenizer=False,
-                busy_poll=busy,
-                warmup_requests=3 if concurrency == 1 else None,  # None: one per user
+            # warm-ups: 3, or at concurrency 64 one per user, which opens the 64 connections
+            cfg = scripted_config(
+                base_url, requests, concurrency, busy, warmup_requests=3 if concurrency == 1 else None
             )
             result = run_benchmark(cfg, requests=_timing_specs(concurrency, requests))
             t, i = _errors(result, httpx.get(base_url + "/_log").json())

@@ -141,7 +141,7 @@ class ServingOptions(Table):
             if key in given and "request_rate" not in given:
                 raise invalid(key, "only with request_rate (open loop)")
         if self.shared_prefix_len and self.shared_prefix_len >= self.isl:
-            raise invalid("shared_prefix_len", f"must leave room for the rest of the prompt (isl {self.isl})")
+            raise invalid("shared_prefix_len", f"must leave the prompt room (isl {self.isl})")
         return self
 
 

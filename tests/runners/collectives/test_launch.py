@@ -21,7 +21,8 @@ HOST = HostSpec("localhost", "127.0.0.1", 2)
 def _json_line(wrong: int) -> str:
     row = SizeRow(64, 16, "float", "sum", -1, None, PlacementResult(10.0, 0.0064, 0.0064, wrong))
     run = CollectiveRun("all_reduce", 2, "float", rows=[row], out_of_bounds=2 if wrong else 0)
-    return JSON_MARKER + " " + json.dumps({"runs": [run.to_json()]})
+    payload: str = json.dumps({"runs": [run.to_json()]})
+    return f"{JSON_MARKER} {payload}"
 
 
 def _rank(rank: int, code: str) -> RankCommand:

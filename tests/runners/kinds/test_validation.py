@@ -43,13 +43,7 @@ BAD = [
     ("serving", "isl = 8", "isl = 8", "isl", "both"),
     ("serving", "", 'engine = "tgi"', "engine", "llama-cpp-python"),
     ("serving", "shared_prefix_len = -1", "", "params.shared_prefix_len", ">= 0, got -1"),
-    (
-        "serving",
-        "isl = 32\nshared_prefix_len = 32",
-        "",
-        "params.shared_prefix_len",
-        "rest of the prompt (isl 32)",
-    ),
+    ("serving", "isl = 32\nshared_prefix_len = 32", "", "params.shared_prefix_len", "room (isl 32)"),
     ("serving", "", "best_request_throughput = 0", "best_request_throughput", "> 0"),
     ("serving", "", 'best_request_throughput = "12"', "best_request_throughput", "must be a number"),
     # local-gen
