@@ -337,7 +337,13 @@ class Agent:
                 results=outcome.results,
                 failures=outcome.failures,
                 job_id=job.id,
-                context={"suite": job.suite, "runner_version": __version__, "attempt": job.attempt},
+                # what the kinds reported, by kind and benchmark, beside the runner's own keys
+                context={
+                    **outcome.context,
+                    "suite": job.suite,
+                    "runner_version": __version__,
+                    "attempt": job.attempt,
+                },
             )
             self._report_delivery(self.spool.submit(self.client, payload))
             state, failure_class, message = outcome.job_state()
@@ -475,6 +481,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
         results=outcome.results,
         failures=outcome.failures,
         context={
+            **outcome.context,
             "suite": suite.name,
             "runner_version": __version__,
             "mode": "execute",

@@ -98,10 +98,14 @@ def run(args: argparse.Namespace) -> int:
         import subprocess
 
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-        if proc.returncode != 0:
+        if proc.returncode not in L.FINISHED_EXITS:
             sys.stderr.write(proc.stderr[-4000:])
             return proc.returncode
-        text, runs = L.split_output(proc.stdout)
+        try:
+            text, runs = L.read_runs(L.LaunchResult(proc.stdout, [proc.returncode], {}, 0.0))
+        except L.LaunchError as exc:
+            print(f"error: {exc} ({exc.failure_class})", file=sys.stderr)
+            return WRONG_RESULT_EXIT
     else:
         hosts = None
         if args.hostfile:
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                         for c in args.collectives
                     ],
                 )
-            return 1
+            return WRONG_RESULT_EXIT if exc.failure_class == "wrong_result" else 1
     sys.stdout.write(text)
     sys.stdout.flush()
     if args.json:

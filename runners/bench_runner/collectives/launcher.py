@@ -29,14 +29,17 @@ from pathlib import Path
 from ..process import classify_exit, describe_returncode, spawn_group, stop_group
 from ..process import free_port as free_port  # re-exported: the CLI and overhead.py start ranks with it
 from .core import CollectiveRun
-from .worker import JSON_MARKER
+from .worker import JSON_MARKER, WRONG_RESULT_EXIT, any_wrong
 
 WORKER_MODULE = "bench_runner.collectives.worker"
+# How a rank that finished its sweeps exits: 0, or WRONG_RESULT_EXIT when a check failed.
+FINISHED_EXITS = (0, WRONG_RESULT_EXIT)
 
 
 class LaunchError(RuntimeError):
-    """A rank failed (`crash`, or `oom`) or the run ran out of time (`timeout`); `stderr` holds
-    the end of every rank's stderr."""
+    """A rank failed (`crash`, or `oom`), the run ran out of time (`timeout`), or the ranks said
+    a check failed but rank 0 printed no wrong result (`wrong_result`); `stderr` holds the end
+    of every rank's stderr."""
 
     def __init__(
         self, message: str, failure_class: str, log_excerpt: str = "", stderr: dict[int, str] | None = None
@@ -206,10 +209,17 @@ def build_torchrun_commands(
 
 @dataclass
 class LaunchResult:
+    """Every rank finished: each exited 0 or WRONG_RESULT_EXIT."""
+
     rank0_stdout: str
     returncodes: list[int]
     stderr: dict[int, str]
     seconds: float
+
+    @property
+    def wrong_result(self) -> bool:
+        """Whether a rank reported a failed check by its exit status (nccl-tests' 7)."""
+        return WRONG_RESULT_EXIT in self.returncodes
 
 
 def launch(
@@ -223,10 +233,11 @@ def launch(
 ) -> LaunchResult:
     """Start every rank (each in its own process group), wait for all.
 
-    A rank that exits non-zero stops the others -> LaunchError `crash` (or `oom`); not done
-    within `timeout` seconds, or `stop` set -> LaunchError `timeout`. Ranks get `env` (default:
-    this process's environment) plus their own variables; their output is kept in a temporary
-    directory under `workdir`.
+    A rank that exits WRONG_RESULT_EXIT has finished (a check failed; see `read_runs`); one
+    that exits with any other non-zero status stops the others -> LaunchError `crash` (or
+    `oom`); not done within `timeout` seconds, or `stop` set -> LaunchError `timeout`. Ranks
+    get `env` (default: this process's environment) plus their own variables; their output is
+    kept in a temporary directory under `workdir`.
     """
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -245,8 +256,10 @@ def launch(
                 procs.append((cmd, proc, out_path, err_path))
             while True:
                 codes = [(cmd.rank, proc.poll()) for cmd, proc, _, _ in procs]
-                failed = next(((r, rc) for r, rc in codes if rc not in (None, 0)), None)
-                if failed is not None or all(rc == 0 for _, rc in codes):
+                failed = next(
+                    ((r, rc) for r, rc in codes if rc is not None and rc not in FINISHED_EXITS), None
+                )
+                if failed is not None or all(rc in FINISHED_EXITS for _, rc in codes):
                     break
                 if (stop is not None and stop.is_set()) or time.monotonic() >= deadline:
                     out_of_time = True
@@ -274,6 +287,22 @@ def launch(
     return LaunchResult(rank0, rcs, stderr, time.monotonic() - t0)
 
 
+def read_runs(result: LaunchResult) -> tuple[str, list[CollectiveRun]]:
+    """Rank 0's text and runs, checked against the exit statuses: ranks that exited
+    WRONG_RESULT_EXIT while rank 0's JSON shows no wrong result -> LaunchError `wrong_result`
+    (a failed check is never taken for a good run)."""
+    text, runs = split_output(result.rank0_stdout)
+    if result.wrong_result and not any_wrong(runs):
+        count = result.returncodes.count(WRONG_RESULT_EXIT)
+        raise LaunchError(
+            f"{count} rank(s) exited {WRONG_RESULT_EXIT} (a check failed) but rank 0 printed no wrong result",
+            "wrong_result",
+            result.rank0_stdout[-4000:],
+            result.stderr,
+        )
+    return text, runs
+
+
 def split_output(stdout: str) -> tuple[str, list[CollectiveRun]]:
     """Rank 0's stdout -> (the nccl-tests style text, the runs from the JSON line)."""
     text_lines, runs = [], []
@@ -293,13 +322,12 @@ def run_local(
     timeout: float = 300.0,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[str, list[CollectiveRun]]:
-    """Run `nprocs` ranks on this machine over 127.0.0.1; returns (text, runs)."""
+    """Run `nprocs` ranks on this machine over 127.0.0.1; returns (text, runs) (`read_runs`)."""
     hosts = [HostSpec("localhost", "127.0.0.1", nprocs)]
     cmds = build_rank_commands(
         hosts, [*worker_args, "--emit-json"], master_port=free_port(), extra_env=extra_env
     )
-    result = launch(cmds, timeout=timeout)
-    return split_output(result.rank0_stdout)
+    return read_runs(launch(cmds, timeout=timeout))
 
 
 def run_hosts(
@@ -320,5 +348,4 @@ def run_hosts(
         iface=iface,
         python=python,
     )
-    result = launch(cmds, timeout=timeout)
-    return split_output(result.rank0_stdout)
+    return read_runs(launch(cmds, timeout=timeout))

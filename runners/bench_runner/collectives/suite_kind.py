@@ -24,15 +24,20 @@ Relative `hostfile` / `mlx_hostfile` paths are taken from the suite file's direc
 
 Records (as `collectives.records.run_to_records`, under this benchmark's name): per size
 `busbw`, `busbw_inplace`, `algbw`, `time_us`, and per collective `avg_busbw`, with params
-`{benchmark params..., collective, nranks, dtype, backend, size_bytes}`. A size with
-`#wrong > 0` -> `wrong_result` (and no numbers for it); a rank that exits non-zero -> `crash`
+`{benchmark params..., collective, nranks, dtype, backend, size_bytes}`. A collective with a
+`#wrong` above 0 or out-of-bounds values (its ranks exit 7, as nccl-tests) -> one `wrong_result`
+carrying the printed rows, and no numbers from it; ranks that exit 7 while rank 0's results show
+nothing wrong -> `wrong_result` too; a rank that exits with any other non-zero status -> `crash`
 (`oom` when it ran out of memory); out of time or stopped -> `timeout` (every rank is killed).
+
+The posted batch's context says per collective which placements were measured and why any was
+not (`collectives.records.run_context`): `{"collectives": {"<benchmark>": {"all_reduce":
+{"placements": ["in_place"], "not_measured": {"out_of_place": "..."}}}}}`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,16 +49,19 @@ from ..suite import BenchmarkContext, BenchmarkFailure, BenchmarkSpec, register_
 from ..suite.options import NonNegativeInt, PositiveInt, Strings, Table, invalid, read_options
 from .core import COLLECTIVES, CollectiveRun, normalize_dtype, parse_size, size_sweep
 from .launcher import (
+    FINISHED_EXITS,
     HostSpec,
     LaunchError,
+    LaunchResult,
     RankCommand,
     build_rank_commands,
     launch,
     parse_hosts,
     read_hostfile,
+    read_runs,
 )
-from .records import run_to_records
-from .worker import JSON_MARKER
+from .records import run_context, run_to_records
+from .worker import JSON_MARKER, WRONG_RESULT_EXIT
 
 KIND = "collectives"
 
@@ -183,13 +191,21 @@ def worker_args(options: CollectivesOptions, timeout: float) -> list[str]:
     return args
 
 
-def _parse_runs(stdout: str, ctx: BenchmarkContext) -> list[CollectiveRun]:
-    for line in stdout.splitlines():
-        if line.startswith(JSON_MARKER):
-            data = json.loads(line[len(JSON_MARKER) :])
-            return [CollectiveRun.from_json(r) for r in data["runs"]]
+def _read_runs(ctx: BenchmarkContext, result: LaunchResult) -> list[CollectiveRun]:
+    """The runs of finished ranks, rank 0's text in the run log. A failed check (status 7)
+    arrives as the runs' `#wrong` and out-of-bounds counts, which `run_to_records` turns into
+    the `wrong_result` carrying the rows."""
+    try:
+        text, runs = read_runs(result)
+    except LaunchError as exc:  # status 7 without a wrong result in the JSON
+        raise BenchmarkFailure(exc.failure_class, str(exc), exc.log_excerpt) from exc
+    for line in text.splitlines():
         ctx.log("  | " + line)
-    raise BenchmarkFailure("wrong_result", "rank 0 finished without the results line", stdout[-4000:])
+    if not runs:
+        raise BenchmarkFailure("wrong_result", "rank 0 finished without the results line", text[-4000:])
+    if result.wrong_result:
+        ctx.log(f"   ranks exited {WRONG_RESULT_EXIT}: a check failed")
+    return runs
 
 
 def _log_stderr(ctx: BenchmarkContext, stderr: dict[int, str]) -> None:
@@ -198,11 +214,11 @@ def _log_stderr(ctx: BenchmarkContext, stderr: dict[int, str]) -> None:
             ctx.log(f"  rank{rank}! {line}")
 
 
-def launch_ranks(ctx: BenchmarkContext, commands: list[RankCommand]) -> str:
-    """Start every rank, wait for all; rank 0's stdout.
+def launch_ranks(ctx: BenchmarkContext, commands: list[RankCommand]) -> LaunchResult:
+    """Start every rank, wait for all to finish (exit 0, or 7 when a check failed).
 
     Stops (kills every rank) on the benchmark's deadline or stop event -> `timeout`; a rank
-    that exits non-zero stops the others -> `crash` / `oom`.
+    that exits with another non-zero status stops the others -> `crash` / `oom`.
     """
     try:
         result = launch(
@@ -221,10 +237,10 @@ def launch_ranks(ctx: BenchmarkContext, commands: list[RankCommand]) -> str:
             ) from exc
         raise BenchmarkFailure(exc.failure_class, str(exc), exc.log_excerpt) from exc
     _log_stderr(ctx, result.stderr)
-    return result.rank0_stdout
+    return result
 
 
-def _run_mlx(ctx: BenchmarkContext, options: CollectivesOptions, mlx_hostfile: str) -> str:
+def _run_mlx(ctx: BenchmarkContext, options: CollectivesOptions, mlx_hostfile: str) -> LaunchResult:
     from .mlx_backend import build_mlx_launch_command
 
     argv = build_mlx_launch_command(mlx_hostfile, options.backend.split("-", 1)[1], worker_args(options, 0))
@@ -242,14 +258,15 @@ def _run_mlx(ctx: BenchmarkContext, options: CollectivesOptions, mlx_hostfile: s
     )
     if res.timed_out or res.cancelled:
         raise BenchmarkFailure("timeout", f"mlx.launch not finished within {ctx.benchmark.timeout:.0f} s")
-    if res.returncode != 0:
+    if res.returncode is None or res.returncode not in FINISHED_EXITS:
         last = next((ln for ln in reversed(res.output_tail.splitlines()) if ln.strip()), "")
         raise BenchmarkFailure(
             classify_exit(res.returncode, res.output_tail),
             f"mlx.launch failed ({describe_returncode(res.returncode)}): {last}"[:2000],
             res.output_tail,
         )
-    return "\n".join(lines)
+    # the text went to the log line by line; rank 0's stdout here is its JSON line
+    return LaunchResult("\n".join(lines), [res.returncode], {}, res.duration)
 
 
 def run_collectives(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]:
@@ -263,7 +280,7 @@ def run_collectives(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]
     )
     if options.mlx:
         assert options.mlx_hostfile is not None  # the options require it for mlx-*
-        stdout = _run_mlx(ctx, options, _suite_relative(ctx.suite.path, options.mlx_hostfile))
+        result = _run_mlx(ctx, options, _suite_relative(ctx.suite.path, options.mlx_hostfile))
     else:
         hosts: list[HostSpec]
         if options.hostfile:
@@ -280,8 +297,11 @@ def run_collectives(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]
             iface=options.iface,
             python=options.remote_python,
         )
-        stdout = launch_ranks(ctx, commands)
-    runs = _parse_runs(stdout, ctx)
+        result = launch_ranks(ctx, commands)
+    runs = _read_runs(ctx, result)
+    # Which placements each collective measured, and why any was not (torch has no out-of-place
+    # all_reduce or broadcast): beside the numbers in the batch, as nccl-tests users expect both.
+    ctx.report_context({run.collective: run_context(run) for run in runs})
     missing = sorted(set(options.collectives) - {r.collective for r in runs})
     out: list[ResultRecord | FailureRecord] = []
     for run in runs:

@@ -5,10 +5,10 @@ so it runs the same under our launcher, `torchrun`, ssh or `ip netns exec`. Rank
 nccl-tests style text; with `--emit-json` it then prints one line `JSON_MARKER <json>` that the
 launcher picks up.
 
-Exit status, as nccl-tests: WRONG_RESULT_EXIT on every rank when any element was wrong (an
-"Out of bounds values : N FAILED" footer), 0 otherwise. With `--emit-json` the caller reads the
-verdict from the JSON (`#wrong`, `out_of_bounds`) and a finished run exits 0, so that a
-non-zero status keeps meaning a rank that crashed.
+Exit status, as nccl-tests, with or without `--emit-json`: WRONG_RESULT_EXIT on every rank when
+any element was wrong (an "Out of bounds values : N FAILED" footer), 0 otherwise. Any other
+non-zero status is a rank that did not finish. The launcher counts WRONG_RESULT_EXIT as a
+finished rank and reads which sizes were wrong from rank 0's JSON line (`#wrong`, `out_of_bounds`).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def run_sweeps(
     if backend.rank == 0 and emit_json:
         out.write(JSON_MARKER + " " + json.dumps({"runs": [r.to_json() for r in runs]}) + "\n")
         out.flush()
-    return WRONG_RESULT_EXIT if any_wrong(runs) and not emit_json else 0
+    return WRONG_RESULT_EXIT if any_wrong(runs) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .measure import GenResult, measure_in_process, measure_server
+from .measure import GenResult, measure_in_process, measure_server, server_prompt_count
 
 
 def _ints(text: str) -> list[int]:
@@ -68,7 +68,8 @@ def run_cli(args: argparse.Namespace) -> int:
             print("local-gen: give --base-url, --reference-engine or --in-process", file=sys.stderr)
             return 2
         try:
-            for pp, tg in pairs:
+            per_pair = server_prompt_count(args.repetitions)
+            for n, (pp, tg) in enumerate(pairs):
                 results.append(
                     asyncio.run(
                         measure_server(
@@ -79,6 +80,7 @@ def run_cli(args: argparse.Namespace) -> int:
                             model=model,
                             engine=eng,
                             eog_tokens=eog,
+                            first_index=n * per_pair,  # no pair reuses another's prompts
                         )
                     )
                 )

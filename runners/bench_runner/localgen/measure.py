@@ -10,6 +10,12 @@ Two ways to measure, for given prompt and generation lengths:
 * ``in-process``: ``llama_cpp.Llama`` in this process, timing the prompt evaluation and each
   generated token directly, with no HTTP in between.
 
+Against a server every prompt opens with words no other prompt of the measurement opens with
+(``serving.workload.unique_opening``): llama.cpp keeps the previous prompt's tokens and
+evaluates only what follows the common prefix, so repeated prompts with a common beginning
+would time a partial prefill and read as a faster one. ``first_index`` gives each pair of a sweep
+its own openings. (In-process runs reset the model before every prompt.)
+
 ``bench-runner local-gen`` (`localgen.cli`) runs either from the command line.
 """
 
@@ -28,7 +34,15 @@ import httpx
 
 from ..records import ResultRecord
 from ..serving.client import RequestOutput, RequestSpec, build_payload, send_request
-from ..serving.workload import CORPUS, ServerTokenizer, eos_suppression, exact_prompt
+from ..serving.workload import (
+    CORPUS,
+    ServerTokenizer,
+    Tokenizer,
+    approx_prompt,
+    eos_suppression,
+    exact_prompt,
+    unique_opening,
+)
 
 
 @dataclass
@@ -106,6 +120,22 @@ class GenResult:
 
 
 # -- against a running server ------------------------------------------------------------------
+def server_prompt_count(repetitions: int, warmup: bool = True) -> int:
+    """How many prompts (openings) ``measure_server`` uses: the repetitions and the warm-up."""
+    return repetitions + (1 if warmup else 0)
+
+
+async def server_prompt(
+    tokenizer: Tokenizer | None, prompt_len: int, index: int, rng: random.Random, seed: int = 0
+) -> str:
+    """Prompt ``index`` of a measurement: ``unique_opening(index, seed)``, then corpus text, to
+    exactly ``prompt_len`` tokens with the server's tokenizer (about that many without one)."""
+    lead = unique_opening(index, seed)
+    if tokenizer is not None:
+        return await exact_prompt(tokenizer, prompt_len, rng, lead=lead)
+    return approx_prompt(prompt_len, rng, lead=lead)
+
+
 async def measure_server(
     base_url: str,
     prompt_len: int,
@@ -117,8 +147,12 @@ async def measure_server(
     eog_tokens: Sequence[str] = (),
     seed: int = 0,
     warmup: bool = True,
+    first_index: int = 0,
 ) -> GenResult:
-    """Measure prefill and generation speed with streamed requests, one at a time."""
+    """Measure prefill and generation speed with streamed requests, one at a time.
+
+    Prompt ``k`` opens with ``unique_opening(first_index + k, seed)``; give every call against
+    the same server its own range (``server_prompt_count``) so that no two share a prefix."""
     base_url = base_url.rstrip("/")
     result = GenResult("server", prompt_len, gen_len)
     rng = random.Random(seed)
@@ -126,11 +160,8 @@ async def measure_server(
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=30.0)) as client:
         tok = await ServerTokenizer.detect(client, base_url, model)
         url = base_url + "/v1/completions"
-        for i in range(repetitions + (1 if warmup else 0)):
-            if tok is not None:
-                prompt = await exact_prompt(tok, prompt_len, rng)
-            else:
-                prompt = " ".join(rng.sample(CORPUS, len(CORPUS)))[: prompt_len * 4]
+        for i in range(server_prompt_count(repetitions, warmup)):
+            prompt = await server_prompt(tok, prompt_len, first_index + i, rng, seed)
             spec = RequestSpec(prompt, prompt_len, gen_len, extra)
             out = await send_request(
                 client, url, build_payload("completions", model, spec), RequestOutput(i, prompt_len, gen_len)

@@ -47,7 +47,7 @@ from ..suite.options import (
     invalid,
     read_options,
 )
-from .measure import GenResult, GenSample, measure_server
+from .measure import GenResult, GenSample, measure_server, server_prompt_count
 
 KIND = "local-gen"
 SERVER_ONLY = ("base_url", "model", "engine", "eog_tokens", "seed")
@@ -130,7 +130,9 @@ def _records(ctx: BenchmarkContext, result: GenResult, sweep: bool) -> list[Resu
     return out
 
 
-def _measure_server(ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg: int) -> GenResult:
+def _measure_server(
+    ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg: int, pair: int
+) -> GenResult:
     url = engine_url(ctx, options.base_url, KIND)
     engine, model, eog = resolve_flavour(options.engine, options.model, options.eog_tokens)
     watch = engine_watch(ctx, url)
@@ -146,6 +148,8 @@ def _measure_server(ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg
                 engine=engine,
                 eog_tokens=eog,
                 seed=options.seed,
+                # each pair its own openings: a later pair never starts where an earlier one did
+                first_index=pair * server_prompt_count(options.repetitions),
             ),
             f"local-gen pp{pp} tg{tg}",
         )
@@ -157,9 +161,12 @@ def _measure_server(ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg
         raise BenchmarkFailure("crash", f"local-gen pp{pp} tg{tg}: {type(exc).__name__}: {exc}") from exc
 
 
-def _measure_in_process(ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg: int) -> GenResult:
+def _measure_in_process(
+    ctx: BenchmarkContext, options: LocalGenOptions, pp: int, tg: int, pair: int
+) -> GenResult:
     """`bench-runner local-gen --in-process` in a child process: llama.cpp (and its AMX guard,
-    a seccomp filter) never enter the runner, and a crash or the deadline kill only the child."""
+    a seccomp filter) never enter the runner, and a crash or the deadline kill only the child.
+    (`pair` is not needed: the child resets the model before every prompt.)"""
     out = ctx.scratch / f"{ctx.benchmark.name}-{ctx.benchmark.params_hash[:8]}-pp{pp}-tg{tg}.json"
     out.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "bench_runner.cli", "local-gen", "--in-process"]
@@ -199,11 +206,11 @@ def run_localgen(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]:
         raise BenchmarkFailure("setup", f"invalid local-gen settings: {exc}") from exc
     measure = _measure_server if options.mode == "server" else _measure_in_process
     out: list[ResultRecord | FailureRecord] = []
-    for pp in options.prompt_len:
-        for tg in options.gen_len:
-            if ctx.stop.is_set() or ctx.remaining() <= 0:
-                raise BenchmarkFailure("timeout", f"no time left for local-gen pp{pp} tg{tg}")
-            out += _records(ctx, measure(ctx, options, pp, tg), options.sweep)
+    pairs = [(pp, tg) for pp in options.prompt_len for tg in options.gen_len]
+    for pair, (pp, tg) in enumerate(pairs):
+        if ctx.stop.is_set() or ctx.remaining() <= 0:
+            raise BenchmarkFailure("timeout", f"no time left for local-gen pp{pp} tg{tg}")
+        out += _records(ctx, measure(ctx, options, pp, tg, pair), options.sweep)
     return out
 
 

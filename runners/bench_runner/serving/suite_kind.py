@@ -21,7 +21,11 @@ the common keys (how to reach and drive the engine); a key may not be in both.
 | `request_rate` | closed loop | open loop requests/s (`"inf"`: all at once); a list is a sweep |
 | `burstiness`, `max_concurrency` | 1.0, none | open loop: gamma shape, cap on requests in flight |
 | `seed` | 0 | workload and arrival seed |
+| `shared_prefix_len` | 0 | tokens every prompt starts with, on purpose (a prefix-caching workload); |
+| | | part of the workload, so the records' params carry it when it is not 0 |
 | `goodput` | none | SLOs in ms: `{ ttft = 500, tpot = 50 }` or `["ttft:500"]` |
+| `best_request_throughput` | none | req/s: the best measured for this engine, hardware and workload, |
+| | | `goodput_ratio`'s denominator (a sweep's own best, or this run's, when higher) |
 | `percentiles` | `[50, 90, 95, 99]` | latency percentiles |
 | `accelerators` | 1 | for the per-accelerator throughputs |
 | `temperature` | 0.0 | sampling temperature |
@@ -36,7 +40,13 @@ Outcomes: the engine dying during the run -> its class (`crash`, or `oom` from i
 log); every request failed -> `crash` (with the first error); more failed requests than
 `max_failed_fraction` -> the numbers of the completed ones plus a `crash` failure; not done
 by the benchmark's timeout (or stopped) -> `timeout`; a workload the tokenizer cannot build
-(e.g. `isl` too small) -> `setup`. Every run also reports `failed_requests`.
+(e.g. `isl` too small) -> `setup`. Every run also reports `failed_requests`. Requests that came
+back with fewer output tokens than `osl` are a warning in the run log, not a failure: their
+shortfall is stored as `short_requests` and `output_shortfall_tokens` beside the numbers.
+
+With `best_request_throughput` (or a sweep), the reference `goodput_ratio` was taken against
+goes to the posted batch's context: `{"serving": {"<benchmark>": {"goodput_ratio_reference":
+{"request_throughput": ..., "source": "given" | "sweep" | "this run"}}}}`.
 """
 
 from __future__ import annotations
@@ -105,7 +115,9 @@ class ServingOptions(Table):
     burstiness: PositiveFloat = 1.0
     max_concurrency: PositiveInt | None = None
     seed: NonNegativeInt = 0
+    shared_prefix_len: NonNegativeInt = 0
     goodput: Goodput = {}
+    best_request_throughput: PositiveFloat | None = None
     percentiles: Annotated[list[Percentile], Field(min_length=1)] = [50, 90, 95, 99]
     accelerators: PositiveInt = 1
     temperature: NonNegativeFloat = 0.0
@@ -128,6 +140,8 @@ class ServingOptions(Table):
         for key in ("max_concurrency", "burstiness"):
             if key in given and "request_rate" not in given:
                 raise invalid(key, "only with request_rate (open loop)")
+        if self.shared_prefix_len and self.shared_prefix_len >= self.isl:
+            raise invalid("shared_prefix_len", f"must leave the prompt room (isl {self.isl})")
         return self
 
 
@@ -159,6 +173,8 @@ def serving_config(options: ServingOptions) -> tuple[BenchConfig, list[int] | No
         seed=options.seed,
         percentiles=tuple(options.percentiles),
         goodput_slos_ms=dict(options.goodput),
+        shared_prefix_len=options.shared_prefix_len,
+        best_request_throughput=options.best_request_throughput,
         num_accelerators=options.accelerators,
         temperature=options.temperature,
         include_usage=options.include_usage,
@@ -176,6 +192,8 @@ def serving_config(options: ServingOptions) -> tuple[BenchConfig, list[int] | No
 
 def _point_params(ctx: BenchmarkContext, r: BenchmarkResult, sweep: bool) -> dict[str, Any]:
     params = dict(ctx.params)
+    if r.config.shared_prefix_len:  # a prefix-caching workload is another workload
+        params["shared_prefix_len"] = r.config.shared_prefix_len
     if sweep:  # one sweep point: its concurrency / rate instead of the list
         if r.config.closed_loop:
             params["concurrency"] = r.config.concurrency
@@ -205,6 +223,13 @@ def records_for(
                 raise BenchmarkFailure("crash", message[:2000], "\n".join(errors[:20])[-4000:] or None)
             out.append(_failure(ctx, "crash", message, params))
             continue
+        short = doc.get("short_requests")
+        if short:
+            ctx.log(
+                f"   warning: {short} of {doc['completed']} requests{where} produced fewer than "
+                f"{r.config.output_len} output tokens ({doc['output_shortfall_tokens']} short in all); "
+                "stored as short_requests and output_shortfall_tokens"
+            )
         out += to_result_records(doc, suite=ctx.suite.name, benchmark=ctx.benchmark.name, params=params)
         out.append(ctx.result("failed_requests", failed, "requests", "lower", params=params))
         if failed / total > max_failed_fraction:
@@ -253,6 +278,13 @@ def run_serving(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]:
         raise BenchmarkFailure("setup", f"cannot build the workload: {exc}") from exc
     if watch is not None:
         watch.check()
+    # one reference for the whole benchmark: given, the sweep's best, or this run's own
+    reference = next(
+        (r.metrics["goodput_ratio_reference"] for r in results if r.metrics.get("goodput_ratio_reference")),
+        None,
+    )
+    if reference is not None:
+        ctx.report_context({"goodput_ratio_reference": dict(reference)})
     return records_for(ctx, results, options.max_failed_fraction, bool(sweep_c or sweep_r))
 
 

@@ -10,7 +10,8 @@ Modules, one per seam:
 * `spec`: the parsed suite (`Suite`, `BuildSpec`, `EngineSpec`, `BenchmarkSpec`);
 * `format`: the file's tables as pydantic models, `load_suite`, `parse_suite`, `find_suite`;
 * `options`: the validation shared by the file and the kinds' settings, and its messages;
-* `registry`: the kinds (`register_kind`, `BenchmarkContext`, `BenchmarkFailure`);
+* `registry`: the kinds (`register_kind`, `BenchmarkContext`, `BenchmarkFailure`), and the
+  context a kind adds to the posted batch (`BenchmarkContext.report_context`);
 * `commands`: placeholders, the run log and `run_command`;
 * `checkout`: the target repository at a commit;
 * `engine`: the suite's `[engine]`, through `bench_runner.engine.EngineProcess`;
@@ -33,6 +34,7 @@ from .registry import (
     BenchmarkFailure,
     BenchmarkKind,
     EngineHandle,
+    JsonObject,
     LogFn,
     Record,
     known_kinds,
@@ -58,6 +60,7 @@ __all__ = [
     "EngineHandle",
     "EngineSpec",
     "EngineStarter",
+    "JsonObject",
     "LogFn",
     "Record",
     "RunLog",

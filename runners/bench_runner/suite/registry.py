@@ -6,6 +6,10 @@ result/failure records. The built-in kinds (`command`, `serving`, `collectives`,
 live in modules imported the first time a suite needs them (`KIND_MODULES`); each registers
 itself with `register_kind` at import. Other packages add kinds through `register_kind` or the
 `bench_runner.benchmark_kinds` entry-point group.
+
+A kind that has something to say about its numbers beside their params (which placements a
+backend measured, the reference a ratio was taken against) hands it to `ctx.report_context`; it
+reaches the posted batch's `context` under `{<kind>: {<benchmark>: ...}}`.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import importlib.metadata
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ from .spec import BenchmarkSpec, Suite
 
 LogFn = Callable[[str], None]
 Record = ResultRecord | FailureRecord
+# A JSON object: what a kind adds to the batch's context (see BenchmarkContext.report_context).
+JsonObject = dict[str, Any]
 
 
 class BenchmarkFailure(Exception):
@@ -74,10 +80,18 @@ class BenchmarkContext:
     deadline: float  # time.monotonic() by which to be done
     stop: threading.Event  # set when the benchmark must stop (timeout, shutdown)
     engine: EngineHandle | None = None
+    # What `report_context` collected: the posted batch's context[kind][benchmark].
+    reported_context: JsonObject = field(default_factory=dict)
 
     @property
     def params(self) -> dict[str, Any]:
         return self.benchmark.params
+
+    def report_context(self, values: Mapping[str, Any]) -> None:
+        """Add JSON `values` to the context of the batch these records are posted in, under
+        `{<kind>: {<benchmark>: values}}` (a later call adds or replaces keys). Kept when the
+        kind returns its records; a benchmark that raises a failure posts none."""
+        self.reported_context.update(values)
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())

@@ -32,6 +32,7 @@ from .registry import (
     BenchmarkKind,
     Cancelled,
     EngineHandle,
+    JsonObject,
     LogFn,
     Record,
     resolve_kind,
@@ -50,6 +51,9 @@ class SuiteOutcome:
     log: str = ""
     commit: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
+    # kind -> benchmark -> what the kind reported (`BenchmarkContext.report_context`): for the
+    # posted batch's context
+    context: dict[str, dict[str, JsonObject]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -261,6 +265,8 @@ def _run_benchmarks(
         failed = [r for r in records if isinstance(r, FailureRecord)]
         outcome.results.extend(got)
         outcome.failures.extend(failed)
+        if ctx.reported_context:
+            outcome.context.setdefault(spec.kind, {})[spec.name] = dict(ctx.reported_context)
         took = time.monotonic() - started
         runlog(f"   {spec.name}: {len(got)} results, {len(failed)} failures in {took:.1f} s")
 

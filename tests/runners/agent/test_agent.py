@@ -121,6 +121,39 @@ def test_agent_runs_a_job_end_to_end(server: FakeServer, git_repo: Repo, tmp_pat
     assert list((tmp_path / "spool").glob("*.json")) == []
 
 
+def test_what_a_kind_reports_reaches_the_posted_batch_context(
+    server: FakeServer, git_repo: Repo, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    suites = write_suites(tmp_path)
+    (suites / "coll.toml").write_text(
+        textwrap.dedent("""
+        name = "coll"
+        [[benchmark]]
+        name = "ar"
+        kind = "collectives"
+        params = { backend = "gloo", np = 2, min_bytes = 64, max_bytes = "4K", step_factor = 64, iters = 2 }
+    """)
+    )
+    server.state.jobs.append(make_job(git_repo, suite="coll"))
+    assert make_agent(server, tmp_path, suites).run(max_jobs=1) == 0
+    payload = server.state.stored["runner-7/job-42/attempt-1"]
+    assert payload["failures"] == [] and {r["metric"] for r in payload["results"]} >= {"busbw_inplace"}
+    assert payload["context"] == {
+        "suite": "coll",
+        "runner_version": payload["context"]["runner_version"],
+        "attempt": 1,
+        "collectives": {
+            "ar": {
+                "all_reduce": {
+                    "placements": ["in_place"],
+                    "not_measured": {"out_of_place": "torch.distributed.all_reduce has no out-of-place form"},
+                }
+            }
+        },
+    }
+
+
 def test_lease_conflict_stops_the_job_and_drops_it(
     server: FakeServer, git_repo: Repo, tmp_path: Path
 ) -> None:

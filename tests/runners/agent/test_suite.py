@@ -461,12 +461,14 @@ def test_registered_kind_runs_with_context(tmp_path: Path, git_repo: Repo) -> No
     def my_kind(ctx: BenchmarkContext) -> list[ResultRecord | FailureRecord]:
         seen["checkout"] = ctx.checkout
         seen["sha"] = ctx.sha
+        ctx.report_context({"asked": dict(ctx.params)})
         if ctx.params.get("fail"):
             raise BenchmarkFailure("wrong_result", "output did not match the reference")
         if ctx.params.get("explode"):
             raise RuntimeError("kaboom")
         if ctx.params.get("oom"):
             raise MemoryError()
+        ctx.report_context({"reference": "bare loop"})
         return [ctx.result("bus_bw_gbps", 12.5, "GB/s", "higher", stats={"p50": 12.4})]
 
     register_kind("unit-test-kind", my_kind)
@@ -506,6 +508,9 @@ def test_registered_kind_runs_with_context(tmp_path: Path, git_repo: Repo) -> No
     ]
     assert "RuntimeError: kaboom" in out.failures[1].message
     assert "Traceback" in (out.failures[1].log_excerpt or "")
+    # what a kind reports goes to the batch's context by kind and benchmark; one that raised
+    # a failure posts no numbers, and no context about them
+    assert out.context == {"unit-test-kind": {"good": {"asked": {"size": 1024}, "reference": "bare loop"}}}
     assert seen["sha"] == git_repo.shas[0] and (seen["checkout"] / "bench.py").exists()
 
 

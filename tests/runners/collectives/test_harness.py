@@ -236,11 +236,12 @@ def test_worker_exit_status_and_json() -> None:
     text = outs[0].getvalue()
     assert "# Out of bounds values : 1 FAILED" in text and "# Out of bounds values : 0 OK" in text
     assert outs[1].getvalue() == ""  # rank 0 prints
-    # under a launcher: the verdict travels in the JSON, the status says the ranks finished
+    # under a launcher too: the status says a check failed, the JSON says which
     outs[0] = io.StringIO()
-    assert on_ranks(2, lambda b: body(b, True), plant=plant) == [0, 0]
+    assert on_ranks(2, lambda b: body(b, True), plant=plant) == [WRONG_RESULT_EXIT] * 2
     (line,) = [ln for ln in outs[0].getvalue().splitlines() if ln.startswith(JSON_MARKER)]
     runs = json.loads(line[len(JSON_MARKER) :])["runs"]
     assert [r["out_of_bounds"] for r in runs] == [1, 0]
     # a clean run exits 0 either way
     assert on_ranks(2, lambda b: body(b, False)) == [0, 0]
+    assert on_ranks(2, lambda b: body(b, True)) == [0, 0]

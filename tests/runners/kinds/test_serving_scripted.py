@@ -117,6 +117,55 @@ def test_sweep_gives_one_set_of_records_per_point(scripted: ScriptedServerProces
     assert points == [1, 3]
 
 
+def test_short_requests_are_a_warning_and_a_stored_shortfall(
+    scripted: ScriptedServerProcess, tmp_path: Path
+) -> None:
+    # the engine stops after 3 tokens (and says so in usage) where 6 were asked for
+    suite = _serving_suite(
+        tmp_path,
+        f"""base_url = "{scripted.base_url}"
+            tokenizer = "none"
+            extra_body = {{ scripted = {{ ttft_ms = 5, itl_ms = 2, n_tokens = 3 }} }}""",
+        "isl = 8\nosl = 6\nnum_prompts = 4",
+    )
+    lines: list[str] = []
+    out = run(suite, tmp_path, lines=lines)
+    assert out.failures == [], out.log
+    m = _by_metric(out.results)
+    assert m["short_requests"].value == 4 and m["short_requests"].direction == "lower"
+    assert m["output_shortfall_tokens"].value == 4 * 3
+    assert m["output_throughput"].value == pytest.approx(m["request_throughput"].value * 3, rel=1e-9)
+    [warning] = [line for line in lines if "warning:" in line]
+    assert "4 of 4 requests produced fewer than 6 output tokens (12 short in all)" in warning
+
+
+def test_shared_prefix_and_the_goodput_reference(scripted: ScriptedServerProcess, tmp_path: Path) -> None:
+    httpx.post(f"{scripted.base_url}/_log/clear", timeout=5)
+    suite = _serving_suite(
+        tmp_path,
+        f"""base_url = "{scripted.base_url}"
+            tokenizer = "none"
+            warmups = 0
+            shared_prefix_len = 24
+            best_request_throughput = 1000.0
+            extra_body = {{ scripted = {{ ttft_ms = 5, itl_ms = 2 }} }}""",
+        "isl = 64\nosl = 4\nnum_prompts = 4",
+    )
+    out = run(suite, tmp_path)
+    assert out.failures == [], out.log
+    # a prefix-caching workload is another workload: its records say so
+    assert {r.params.get("shared_prefix_len") for r in out.results} == {24}
+    heads = [
+        entry["prompt_head"] for entry in httpx.get(f"{scripted.base_url}/_log", timeout=5).json().values()
+    ]
+    assert len(heads) == 4 and len({h[:60] for h in heads}) == 1 and len(set(heads)) == 4
+    m = _by_metric(out.results)
+    assert m["goodput_ratio"].value == pytest.approx(m["request_throughput"].value / 1000.0, rel=1e-9)
+    assert out.context == {
+        "serving": {"serve": {"goodput_ratio_reference": {"request_throughput": 1000.0, "source": "given"}}}
+    }
+
+
 def test_all_requests_failed_is_a_crash(scripted: ScriptedServerProcess, tmp_path: Path) -> None:
     suite = _serving_suite(
         tmp_path,

@@ -42,6 +42,10 @@ BAD = [
     ("serving", "", "max_failed_fraction = 2", "max_failed_fraction", "<= 1"),
     ("serving", "isl = 8", "isl = 8", "isl", "both"),
     ("serving", "", 'engine = "tgi"', "engine", "llama-cpp-python"),
+    ("serving", "shared_prefix_len = -1", "", "params.shared_prefix_len", ">= 0, got -1"),
+    ("serving", "isl = 32\nshared_prefix_len = 32", "", "params.shared_prefix_len", "room (isl 32)"),
+    ("serving", "", "best_request_throughput = 0", "best_request_throughput", "> 0"),
+    ("serving", "", 'best_request_throughput = "12"', "best_request_throughput", "must be a number"),
     # local-gen
     ("local-gen", "gen_len = 1", "", "params.gen_len", "at least 2"),
     ("local-gen", "prompt_len = []", "", "params.prompt_len", "must not be empty"),

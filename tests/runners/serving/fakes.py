@@ -1,4 +1,5 @@
-"""Test doubles shared by the serving tests: tokenizers and a quiet load-generator config."""
+"""Test doubles shared by the serving and local-gen tests: tokenizers, the shared-prefix check,
+a quiet load-generator config."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench_runner.serving.loadgen import BenchConfig
+from bench_runner.serving.workload import Tokenizer
 
 
 class PieceTokenizer:
@@ -53,3 +55,46 @@ def quiet_config(base_url: str, **overrides: Any) -> BenchConfig:
     }
     fields.update(overrides)
     return BenchConfig(base_url=base_url, **fields)
+
+
+FEW = 2  # leading tokens two prompts may share beyond the specials: a word's first piece
+
+
+class GGUFTokenizer:
+    """The reference model's tokenizer, called as llama-cpp-python's /extras endpoints call it."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+
+    async def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self.llama.tokenize(text.encode("utf-8"), special=True)]
+
+    async def decode(self, ids: Sequence[int]) -> str:
+        return str(self.llama.detokenize(list(ids)).decode("utf-8"))
+
+
+def real_tokenizer() -> GGUFTokenizer | None:
+    """The reference model's tokenizer where llama-cpp-python and the model are installed."""
+    try:
+        from bench_runner.engine.reference import reference_model_path
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    try:
+        path = reference_model_path()
+    except (RuntimeError, FileNotFoundError, OSError):
+        return None
+    return GGUFTokenizer(Llama(str(path), vocab_only=True, verbose=False))
+
+
+async def max_shared_leading(tok: Tokenizer, prompts: Sequence[str]) -> int:
+    """The most leading tokens, beyond the specials, that any two of ``prompts`` share."""
+    special = len(await tok.encode(""))
+    seqs = sorted([tuple(await tok.encode(p))[special:] for p in prompts])
+    best = 0
+    for a, b in zip(seqs, seqs[1:], strict=False):  # the longest common prefix is between neighbours
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        best = max(best, n)
+    return best

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import httpx
 import pytest
@@ -28,53 +27,12 @@ from bench_runner.serving.workload import (
     unique_opening,
 )
 
-from .fakes import PieceTokenizer, quiet_config
-
-FEW = 2  # leading tokens two prompts may share beyond the specials: a word's first piece
-
-
-class GGUFTokenizer:
-    """The reference model's tokenizer, called as llama-cpp-python's /extras endpoints call it."""
-
-    def __init__(self, llama: Any) -> None:
-        self.llama = llama
-
-    async def encode(self, text: str) -> list[int]:
-        return [int(t) for t in self.llama.tokenize(text.encode("utf-8"), special=True)]
-
-    async def decode(self, ids: Sequence[int]) -> str:
-        return str(self.llama.detokenize(list(ids)).decode("utf-8"))
-
-
-def _real_tokenizer() -> GGUFTokenizer | None:
-    try:
-        from bench_runner.engine.reference import reference_model_path
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    try:
-        path = reference_model_path()
-    except (RuntimeError, FileNotFoundError, OSError):
-        return None
-    return GGUFTokenizer(Llama(str(path), vocab_only=True, verbose=False))
+from .fakes import FEW, PieceTokenizer, max_shared_leading, quiet_config, real_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Iterator[Tokenizer]:
-    yield _real_tokenizer() or PieceTokenizer.words()
-
-
-async def _max_shared_leading(tok: Tokenizer, prompts: Sequence[str]) -> int:
-    """The most leading tokens, beyond the specials, that any two of ``prompts`` share."""
-    special = len(await tok.encode(""))
-    seqs = sorted([tuple(await tok.encode(p))[special:] for p in prompts])
-    best = 0
-    for a, b in zip(seqs, seqs[1:], strict=False):  # the longest common prefix is between neighbours
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        best = max(best, n)
-    return best
+    yield real_tokenizer() or PieceTokenizer.words()
 
 
 async def test_no_two_prompts_of_a_run_share_a_prefix(tokenizer: Tokenizer) -> None:
@@ -88,7 +46,7 @@ async def test_no_two_prompts_of_a_run_share_a_prefix(tokenizer: Tokenizer) -> N
     second, _ = await build_requests(wl, tokenizer, first_index=104)
     prompts = [s.prompt for s in specs + warm + second]
     assert exact and len(set(prompts)) == len(prompts)
-    assert await _max_shared_leading(tokenizer, prompts) <= FEW
+    assert await max_shared_leading(tokenizer, prompts) <= FEW
     for s in specs[:20] + warm:  # still exact lengths, specials included
         assert len(await tokenizer.encode(s.prompt)) == 128
 
@@ -102,7 +60,7 @@ async def test_shared_prefix_on_purpose(tokenizer: Tokenizer) -> None:
     # Every prompt starts with the same 24 tokens (give or take the token at the seam) ...
     assert all(x[:23] == seqs[0][:23] for x in seqs)
     # ... and no two share much more than that.
-    assert await _max_shared_leading(tokenizer, [s.prompt for s in specs]) <= 24 + FEW
+    assert await max_shared_leading(tokenizer, [s.prompt for s in specs]) <= 24 + FEW
     with pytest.raises(WorkloadError):
         await build_requests(Workload(16, 8, 2, shared_prefix_len=16), tokenizer)
 
@@ -201,7 +159,7 @@ async def test_detect_eog_tokens() -> None:
     found = await detect_eog_tokens(SpecialTokenizer(), ("<eos>", "<end_of_turn>", "<|im_end|>", "x"))
     # "<|im_end|>" is ordinary text here (9 tokens), "x" one ordinary token that decodes to "x".
     assert found == ("<eos>", "<end_of_turn>")
-    real = _real_tokenizer()
+    real = real_tokenizer()
     if real is not None:  # the reference model: both of Gemma's end tokens (and its "</s>")
         assert {"<eos>", "<end_of_turn>"} <= set(await detect_eog_tokens(real))
 
