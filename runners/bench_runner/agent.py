@@ -111,18 +111,24 @@ class LeaseKeeper(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.client.renew_lease(self.job.id)
-            except Conflict as exc:
-                self.log(f"job {self.job.id}: lease lost or job cancelled ({exc.error}); stopping it")
-                self.lost.set()
-                self.cancel.set()
-                return
-            except ApiError as exc:  # keep trying: the lease may still be valid
-                self.log(f"job {self.job.id}: lease renewal failed: {exc}")
+        # The thread owns its client and closes it itself: closed from outside, a renewal still
+        # in flight would fail with "client has been closed".
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    self.client.renew_lease(self.job.id)
+                except Conflict as exc:
+                    self.log(f"job {self.job.id}: lease lost or job cancelled ({exc.error}); stopping it")
+                    self.lost.set()
+                    self.cancel.set()
+                    return
+                except ApiError as exc:  # keep trying: the lease may still be valid
+                    self.log(f"job {self.job.id}: lease renewal failed: {exc}")
+        finally:
+            self.client.close()
 
     def stop(self) -> None:
+        """Stop renewing; a renewal in flight finishes on its own and the thread closes its client."""
         self._stop_event.set()
 
 
@@ -357,7 +363,6 @@ class Agent:
             return state
         finally:
             keeper.stop()
-            keeper.client.close()
             with self._lock:
                 self.current_job = None
                 if self._grace_timer is not None:
