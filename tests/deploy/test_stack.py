@@ -29,19 +29,12 @@ import redis
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_ADMIN_URL, REDIS_URL, pg_url
+from tests.bench_server.jobs.helpers import free_port, wait_for
+from tests.conftest import REDIS_URL, pg_url
 from tests.deploy.compose import FILLED, REPO, argv, example_env, resolve
+from tests.deploy.conftest import empty_pg_database
 from tests.deploy.dockerfile import parse
-from tests.deploy.processes import (
-    VENV,
-    Localizer,
-    Processes,
-    container_env,
-    free_port,
-    processes,
-    run,
-    wait_for,
-)
+from tests.deploy.processes import VENV, Localizer, Processes, container_env, processes, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -58,17 +51,10 @@ def _sha() -> str:
 
 @pytest.fixture(scope="module")
 def empty_database() -> Iterator[str]:
-    """A database with nothing in it: the compose file's migrate service has all the work to do."""
-    name = f"bench_deploy_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield (
-            make_url(pg_url(name)).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """Nothing in it: the compose file's migrate service has all the work to do."""
+    with empty_pg_database("bench_deploy") as name:
+        url = make_url(pg_url(name)).set(drivername="postgresql+psycopg")
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="module")
