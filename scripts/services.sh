@@ -52,3 +52,10 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium
 fi
 echo "chromium: $(chromium --version 2>/dev/null | head -n1)"
+
+# Debian's docker-compose (1.29) resolves docker-compose.yml offline, with no Docker engine: the
+# deployment tests compare its reading of the file with their own.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "== installing docker-compose (deployment tests)"
+  apt_install docker-compose
+fi
