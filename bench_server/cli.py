@@ -1,4 +1,4 @@
-"""`bench-server` command line: migrate, serve, tokens, projects, demo."""
+"""`bench-server` command line: migrate, serve, tokens, projects, demo, trigger, analyse."""
 
 from __future__ import annotations
 
@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = token.add_parser("create", help="create a token and print it once")
     p.add_argument("--name", required=True)
-    p.add_argument("--scope", action="append", required=True, choices=["runner", "ci", "admin", "register"])
+    p.add_argument(
+        "--scope", action="append", required=True, choices=["runner", "ci", "admin", "register", "triage"]
+    )
     p.set_defaults(func=cmd_token_create)
     p = token.add_parser("revoke", help="revoke a token by id")
     p.add_argument("id", type=int)
@@ -135,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".demo")
     p.add_argument("--no-serve", action="store_true", help="load the data, check it, and exit")
 
+    from bench_server.analysis import cli as analysis_cli  # `analyse`
     from bench_server.runs import cli as runs_cli  # `trigger`
 
     runs_cli.register(sub)
+    analysis_cli.register(sub)
     return parser
 
 

@@ -3,11 +3,13 @@ listing and the index of series that have results."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bench_server.analysis import repository as analysis_repo
 from bench_server.catalog.repository import project_by_slug
 from bench_server.history import repository as repo
 from bench_server.kit.errors import InvalidInput, NotFound
@@ -103,6 +105,50 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
     return out
 
 
+def series_values(
+    session: Session,
+    project_id: int,
+    benchmark_id: int,
+    hardware_class_id: int,
+    branch: str,
+    *,
+    metric_ids: Sequence[int] | None = None,
+    machine_id: int | None = None,
+    commit_id: int | None = None,
+    until_order_key: int | None = None,
+) -> list[tuple[tuple[int, int], int, int, float]]:
+    """Every result of one benchmark on one hardware class and branch, in first-parent order:
+    ((metric id, machine id), commit id, order key, value), one row per result, so a commit
+    with several results has several samples. Optionally only some metrics, one machine, one
+    commit, or the commits up to an order key (a merge-base)."""
+    rows = repo.series_values(
+        session,
+        project_id,
+        benchmark_id,
+        hardware_class_id,
+        branch,
+        metric_ids=metric_ids,
+        machine_id=machine_id,
+        commit_id=commit_id,
+        until_order_key=until_order_key,
+    )
+    return [((m, machine), c, int(order), float(v)) for m, machine, c, order, v in rows]
+
+
+def benchmark_outcomes(
+    session: Session,
+    project_id: int,
+    hardware_class_id: int,
+    branch: str,
+    suite: str,
+    benchmark_id: int | None,
+) -> list[tuple[int, int, bool]]:
+    """(commit id, order key, failed) per commit where the benchmark (or, with none, the suite)
+    ran on this hardware class and branch, in first-parent order."""
+    rows = repo.benchmark_outcomes(session, project_id, hardware_class_id, branch, suite, benchmark_id)
+    return [(c, int(order), bool(failed)) for c, order, failed in rows]
+
+
 def find_commit(session: Session, project: Project, sha: str) -> Commit:
     matches = repo.commits_by_prefix(session, project.id, sha, limit=2)
     if not matches:
@@ -195,10 +241,8 @@ def compare_commit(
         }
         for j in repo.jobs_of(session, commit.id)
     ]
-    alerts = [
-        {"id": a.id, "kind": a.kind, "state": a.state, "magnitude": a.magnitude, "metric_id": a.metric_id}
-        for a in repo.alerts_first_bad_at(session, commit.id)
-    ]
+    # The alerts whose suspect is this commit (the analysis domain's rows, as /alerts lists them).
+    alerts = analysis_repo.alert_rows(session, commit_id=commit.id)
     return {
         "project": project.slug,
         "commit": _commit_json(commit),
