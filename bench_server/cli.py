@@ -5,13 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from bench_server.kit.settings import get_settings
+
+if TYPE_CHECKING:
+    from bench_server.kit.outbox import AppContext
 
 
 def _db_url(args: argparse.Namespace) -> str:
     return str(args.database_url or get_settings().database_url)
+
+
+@contextmanager
+def app_context(args: argparse.Namespace) -> Iterator[AppContext]:
+    """The settings of the environment (with --database-url) and a database for a command."""
+    from bench_server.kit.db import Database
+    from bench_server.kit.outbox import AppContext
+
+    settings = get_settings()
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
+    ctx = AppContext(Database.from_url(settings.database_url), settings)
+    try:
+        yield ctx
+    finally:
+        ctx.db.engine.dispose()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -71,38 +71,33 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _from_change_point(cp: ChangePoint, fixed_at: int | None) -> Finding:
+def _measured(
+    kind: str,
+    detector: str,
+    index: int,
+    previous: int | None,
+    numbers: tuple[float, ...],
+    fixed_at: int | None,
+) -> Finding:
+    """A finding with its numbers: relative change, ci low and high, p-value, levels before and after."""
+    change, low, high, p_value, before, after = (_number(x) for x in numbers)
     return Finding(
-        kind=cp.kind.value,
-        detector="change_point",
-        index=cp.index,
-        previous=cp.index - 1,
-        relative_change=_number(cp.relative_change),
-        ci_low=_number(cp.ci_low),
-        ci_high=_number(cp.ci_high),
-        p_value=_number(cp.p_value),
-        before_value=_number(cp.before_level),
-        after_value=_number(cp.after_level),
-        fixed_at=fixed_at,
+        kind, detector, index, previous, change, low, high, p_value, before, after, fixed_at=fixed_at
     )
+
+
+def _from_change_point(cp: ChangePoint, fixed_at: int | None) -> Finding:
+    numbers = (cp.relative_change, cp.ci_low, cp.ci_high, cp.p_value, cp.before_level, cp.after_level)
+    return _measured(cp.kind.value, "change_point", cp.index, cp.index - 1, numbers, fixed_at)
 
 
 def verdict_finding(verdict: Verdict, index: int, previous: int | None) -> Finding | None:
     """The fast check's verdict on one commit, as a finding if it flags the commit."""
     if verdict.status not in (VerdictStatus.REGRESSION, VerdictStatus.IMPROVEMENT):
         return None
-    return Finding(
-        kind=verdict.status.value,
-        detector="check",
-        index=index,
-        previous=previous,
-        relative_change=_number(verdict.relative_change),
-        ci_low=_number(verdict.ci_low),
-        ci_high=_number(verdict.ci_high),
-        p_value=_number(verdict.p_value),
-        before_value=_number(verdict.baseline_level),
-        after_value=_number(verdict.new_level),
-    )
+    v = verdict
+    numbers = (v.relative_change, v.ci_low, v.ci_high, v.p_value, v.baseline_level, v.new_level)
+    return _measured(v.status.value, "check", index, previous, numbers, None)
 
 
 def series_findings(
@@ -167,7 +162,7 @@ def failure_findings(failed: Sequence[bool], settings: FailureSettings) -> list[
             window = failed[lo : i + 1]
             rate = sum(window) / len(window)
             state.finding = replace(state.finding, failure_rate=rate, failure_window=len(window))
-            if i - calm + 1 > state.at and not any(failed[i - calm + 1 : i + 1]):
+            if i - calm + 1 >= state.at and not any(failed[i - calm + 1 : i + 1]):
                 found.append(replace(state.finding, fixed_at=i - calm + 1))
                 since, state = i - calm + 1, None
             continue

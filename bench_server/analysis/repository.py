@@ -216,7 +216,8 @@ def machine_appearances(
 
 
 def machine_seen_before(session: Session, batch: IngestBatch) -> bool:
-    """Whether another batch of this project and branch came from the same machine."""
+    """Whether an earlier batch of this project and branch came from the same machine (earlier
+    by id: later ones may be stored by the time this batch is analysed)."""
     return (
         session.scalars(
             select(IngestBatch.id)
@@ -224,7 +225,7 @@ def machine_seen_before(session: Session, batch: IngestBatch) -> bool:
                 IngestBatch.project_id == batch.project_id,
                 IngestBatch.branch == batch.branch,
                 IngestBatch.machine_id == batch.machine_id,
-                IngestBatch.id != batch.id,
+                IngestBatch.id < batch.id,
             )
             .limit(1)
         ).first()

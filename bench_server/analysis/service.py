@@ -64,6 +64,7 @@ from bench_server.analysis.series import (
 )
 from bench_server.catalog.repository import project_by_slug
 from bench_server.history import service as history
+from bench_server.history.service import ValueSlice
 from bench_server.kit.errors import InvalidInput, NotFound
 from bench_server.kit.outbox import AppContext, enqueue_after_commit
 from bench_server.kit.paging import Listing
@@ -437,16 +438,10 @@ def _run_metrics(session: Session, ctx: AppContext, work: MetricWork) -> Summary
         return summary
     # Lock first, then read: a concurrent analysis of these series waits, then sees our data.
     series = _metric_series(session, project, work.hardware_class_id, work.benchmark_id, keys)
-    rows = history.series_values(
-        session,
-        project.id,
-        work.benchmark_id,
-        work.hardware_class_id,
-        branch,
-        metric_ids=work.metric_ids,
-        machine_id=work.machine_id,
+    only = ValueSlice(metric_ids=work.metric_ids, machine_id=work.machine_id)
+    points_of = group_rows(
+        history.series_values(session, project.id, work.benchmark_id, work.hardware_class_id, branch, only)
     )
-    points_of = group_rows(rows)
     metrics = repo.metrics_by_id(session, {m for m, _ in keys})
     settings = project_settings(session, project.id)
     existing = _by_series(repo.alerts_of_series(session, [s.id for s in series.values()], branch))
@@ -538,31 +533,18 @@ def _run_commit(session: Session, ctx: AppContext, work: CommitWork) -> Summary:
     project = repo.project(session, work.project_id)
     commit = repo.commit(session, work.commit_id)
     common = (project.id, work.benchmark_id, work.hardware_class_id)
-    new_points = group_rows(
-        history.series_values(
-            session,
-            *common,
-            work.branch,
-            metric_ids=work.metric_ids,
-            machine_id=work.machine_id,
-            commit_id=commit.id,
-        )
-    )
+    own = ValueSlice(metric_ids=work.metric_ids, machine_id=work.machine_id, commit_id=commit.id)
+    new_points = group_rows(history.series_values(session, *common, work.branch, own))
     summary = Summary()
     if not new_points:
         return summary
     series = _metric_series(session, project, work.hardware_class_id, work.benchmark_id, new_points)
     base = merge_base(session, project, commit)
-    baseline = group_rows(
-        history.series_values(
-            session,
-            *common,
-            project.default_branch,
-            metric_ids=sorted({m for m, _ in new_points}),
-            machine_id=work.machine_id,
-            until_order_key=base.order_key if base else commit.order_key - 1,
-        )
-    )
+    # The default branch up to the merge-base (without one: everything before the commit).
+    upto = base.order_key if base else commit.order_key - 1
+    metric_ids = tuple(sorted({m for m, _ in new_points}))
+    before = ValueSlice(metric_ids=metric_ids, machine_id=work.machine_id, until_order_key=upto)
+    baseline = group_rows(history.series_values(session, *common, project.default_branch, before))
     metrics = repo.metrics_by_id(session, {m for m, _ in new_points})
     settings = project_settings(session, project.id)
     existing = _by_series(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, String, cast, func, or_, select
@@ -127,17 +128,24 @@ def series_samples(
     )
 
 
+@dataclass(frozen=True)
+class ValueSlice:
+    """Which results of one benchmark on one hardware class and branch to read: only some
+    metrics, one machine, one commit, or the commits up to an order key (a merge-base)."""
+
+    metric_ids: tuple[int, ...] | None = None
+    machine_id: int | None = None
+    commit_id: int | None = None
+    until_order_key: int | None = None
+
+
 def series_values(
     session: Session,
     project_id: int,
     benchmark_id: int,
     hardware_class_id: int,
     branch: str,
-    *,
-    metric_ids: Sequence[int] | None = None,
-    machine_id: int | None = None,
-    commit_id: int | None = None,
-    until_order_key: int | None = None,
+    only: ValueSlice,
 ) -> Sequence[Any]:
     """(metric id, machine id, commit id, order key, value) of every result of one benchmark on
     one hardware class and branch, in first-parent order (then by commit, then by result)."""
@@ -151,14 +159,14 @@ def series_values(
             Result.branch == branch,
         )
     )
-    if metric_ids is not None:
-        query = query.where(Result.metric_id.in_(list(metric_ids)))
-    if machine_id is not None:
-        query = query.where(Result.machine_id == machine_id)
-    if commit_id is not None:
-        query = query.where(Result.commit_id == commit_id)
-    if until_order_key is not None:
-        query = query.where(Commit.order_key <= until_order_key)
+    if only.metric_ids is not None:
+        query = query.where(Result.metric_id.in_(only.metric_ids))
+    if only.machine_id is not None:
+        query = query.where(Result.machine_id == only.machine_id)
+    if only.commit_id is not None:
+        query = query.where(Result.commit_id == only.commit_id)
+    if only.until_order_key is not None:
+        query = query.where(Commit.order_key <= only.until_order_key)
     return session.execute(query.order_by(Commit.order_key, Commit.id, Result.id)).all()
 
 

@@ -3,7 +3,6 @@ listing and the index of series that have results."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from bench_server.analysis import repository as analysis_repo
 from bench_server.catalog.repository import project_by_slug
 from bench_server.history import repository as repo
+from bench_server.history.repository import ValueSlice as ValueSlice  # for callers of series_values
 from bench_server.kit.errors import InvalidInput, NotFound
 from bench_server.kit.paging import Listing
 from bench_server.models import Benchmark, Commit, HardwareClass, Metric, Project
@@ -111,27 +111,12 @@ def series_values(
     benchmark_id: int,
     hardware_class_id: int,
     branch: str,
-    *,
-    metric_ids: Sequence[int] | None = None,
-    machine_id: int | None = None,
-    commit_id: int | None = None,
-    until_order_key: int | None = None,
+    only: ValueSlice = ValueSlice(),
 ) -> list[tuple[tuple[int, int], int, int, float]]:
     """Every result of one benchmark on one hardware class and branch, in first-parent order:
     ((metric id, machine id), commit id, order key, value), one row per result, so a commit
-    with several results has several samples. Optionally only some metrics, one machine, one
-    commit, or the commits up to an order key (a merge-base)."""
-    rows = repo.series_values(
-        session,
-        project_id,
-        benchmark_id,
-        hardware_class_id,
-        branch,
-        metric_ids=metric_ids,
-        machine_id=machine_id,
-        commit_id=commit_id,
-        until_order_key=until_order_key,
-    )
+    with several results has several samples."""
+    rows = repo.series_values(session, project_id, benchmark_id, hardware_class_id, branch, only)
     return [((m, machine), c, int(order), float(v)) for m, machine, c, order, v in rows]
 
 
