@@ -44,19 +44,25 @@ def analyse(ctx: AppContext, project: str | None, *, progress: bool = True) -> i
             bar.advance(task)
     if is_embedded(ctx.settings):  # hooks sent to this process's worker: let them finish
         local_worker.drain(timeout=60)
-    _print_summary(summary, len(ids), len(work))
+    with ctx.db.read_only() as session:
+        stored = service.totals(session, ids)
+    _print_summary(summary, stored, len(ids), len(work))
     return 0
 
 
-def _print_summary(summary: Summary, projects: int, units: int) -> None:
+def _print_summary(summary: Summary, stored: dict[str, dict[str, int]], projects: int, units: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"analysis of {projects} project(s), {units} unit(s) of work")
-    table.add_column("what")
+    table = Table(title=f"{projects} project(s), {units} unit(s) of work")
+    table.add_column("this run")
     table.add_column("count", justify="right")
     for f in fields(summary):
         table.add_row(f.name.replace("_", " "), str(getattr(summary, f.name)))
+    for what, counts in stored.items():
+        table.add_section()
+        for name, n in counts.items() or {"none": 0}.items():
+            table.add_row(f"{what}: {name}", str(n))
     Console().print(table)
 
 

@@ -432,6 +432,24 @@ def commits_between(
     )
 
 
+def totals(session: Session, project_ids: Sequence[int]) -> dict[str, dict[str, int]]:
+    """Alerts by kind and state, incidents by state, of these projects."""
+    alerts = session.execute(
+        select(Alert.kind, Alert.state, func.count())
+        .where(Alert.project_id.in_(list(project_ids)))
+        .group_by(Alert.kind, Alert.state)
+    )
+    incidents = session.execute(
+        select(Incident.state, func.count())
+        .where(Incident.project_id.in_(list(project_ids)))
+        .group_by(Incident.state)
+    )
+    return {
+        "alerts": {f"{kind} ({state})": int(n) for kind, state, n in sorted(alerts)},
+        "incidents": {str(state): int(n) for state, n in sorted(incidents)},
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Annotations and analysed batches
 

@@ -309,6 +309,11 @@ def project_ids(session: Session, slug: str | None = None) -> list[int]:
     return repo.all_project_ids(session, slug)
 
 
+def totals(session: Session, project_ids: Sequence[int]) -> dict[str, dict[str, int]]:
+    """What is stored now: alerts by kind and state, incidents by state."""
+    return repo.totals(session, project_ids)
+
+
 def plan_project(session: Session, project_id: int) -> list[Work]:
     """Everything of a project, from scratch."""
     project = repo.project(session, project_id)

@@ -34,6 +34,8 @@ def post_commit(
     fingerprint: dict[str, Any] | None = None,
     benchmark: str = "gemma-270m-128x64",
     metric: str = "output_throughput",
+    unit: str = "tok/s",
+    direction: str = "higher",
     failures: list[dict[str, Any]] | None = None,
     commit: dict[str, Any] | None = None,
     context: dict[str, Any] | None = None,
@@ -49,7 +51,9 @@ def post_commit(
             "fingerprint": fingerprint or FINGERPRINT,
             "hostname": "t",
         },
-        results=[result(metric, v, benchmark=benchmark) for v in samples or []],
+        results=[
+            result(metric, v, benchmark=benchmark, unit=unit, direction=direction) for v in samples or []
+        ],
         failures=failures or [],
         context=context or {},
     )

@@ -69,6 +69,16 @@ def test_a_clean_10_percent_step_is_found_at_its_commit(api: Api) -> None:
     assert incident["commit"] == sha(30) and incident["previous_commit"] == sha(29)
 
 
+def test_the_direction_of_a_metric_decides_regression_or_improvement(api: Api) -> None:
+    post_series(api, [*noisy(30, 40.0), *noisy(10, 46.0)], metric="ttft_ms", unit="ms", direction="lower")
+    post_series(api, [*noisy(30, 100.0), *noisy(10, 115.0)])
+    kinds = {a["metric"]: (a["kind"], a["commit"], a["relative_change"] > 0) for a in items(api, "alerts")}
+    assert kinds == {
+        "ttft_ms": ("regression", sha(30), True),  # slower to the first token
+        "output_throughput": ("improvement", sha(30), True),
+    }
+
+
 def test_noise_alone_raises_nothing(api: Api) -> None:
     post_series(api, noisy(80, 100.0, cv=0.02, seed=7))
     assert items(api, "alerts") == []
