@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from bench_server import __version__
+from bench_server.analysis.router import router as analysis_router
 from bench_server.catalog.router import router as catalog_router
 from bench_server.github.router import router as github_router
 from bench_server.history.router import router as history_router
@@ -27,6 +28,8 @@ from bench_server.runs.router import router as runs_router
 from bench_server.tasks import periodic_tasks
 
 API_PREFIX = "/api/v1"
+# How long an embedded app's shutdown waits for the tasks it queued.
+EMBEDDED_DRAIN_S = 60.0
 
 # Every domain router, mounted under /api/v1.
 DOMAIN_ROUTERS: list[APIRouter] = [
@@ -38,6 +41,7 @@ DOMAIN_ROUTERS: list[APIRouter] = [
     jobs_router,
     runners_router,
     github_router,
+    analysis_router,
     ops_router,
 ]
 
@@ -55,12 +59,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         finally:
             if handle is not None:
                 local_worker.stop_periodic(handle)
+                # What this process was asked to do after its commits (an ingest's analysis)
+                # finishes before it stops, rather than dying with the thread.
+                local_worker.drain(timeout=EMBEDDED_DRAIN_S)
 
     app = FastAPI(
         title="bench-server",
         version=__version__,
         description="Continuous benchmarks for distributed AI on heterogeneous hardware. "
-        "Reads are public; writes need a bearer token with a scope (runner, ci, admin).",
+        "Reads are public; writes need a bearer token with a scope (runner, ci, admin, triage).",
         docs_url="/docs",
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,

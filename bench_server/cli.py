@@ -1,17 +1,38 @@
-"""`bench-server` command line: migrate, serve, tokens, projects, demo."""
+"""`bench-server` command line: migrate, serve, tokens, projects, demo, trigger, analyse."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from bench_server.kit.settings import get_settings
+
+if TYPE_CHECKING:
+    from bench_server.kit.outbox import AppContext
 
 
 def _db_url(args: argparse.Namespace) -> str:
     return str(args.database_url or get_settings().database_url)
+
+
+@contextmanager
+def app_context(args: argparse.Namespace) -> Iterator[AppContext]:
+    """The settings of the environment (with --database-url) and a database for a command."""
+    from bench_server.kit.db import Database
+    from bench_server.kit.outbox import AppContext
+
+    settings = get_settings()
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
+    ctx = AppContext(Database.from_url(settings.database_url), settings)
+    try:
+        yield ctx
+    finally:
+        ctx.db.engine.dispose()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -114,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = token.add_parser("create", help="create a token and print it once")
     p.add_argument("--name", required=True)
-    p.add_argument("--scope", action="append", required=True, choices=["runner", "ci", "admin", "register"])
+    p.add_argument(
+        "--scope", action="append", required=True, choices=["runner", "ci", "admin", "register", "triage"]
+    )
     p.set_defaults(func=cmd_token_create)
     p = token.add_parser("revoke", help="revoke a token by id")
     p.add_argument("id", type=int)
@@ -135,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".demo")
     p.add_argument("--no-serve", action="store_true", help="load the data, check it, and exit")
 
+    from bench_server.analysis import cli as analysis_cli  # `analyse`
     from bench_server.runs import cli as runs_cli  # `trigger`
 
     runs_cli.register(sub)
+    analysis_cli.register(sub)
     return parser
 
 

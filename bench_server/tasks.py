@@ -29,7 +29,7 @@ class TaskSpec:
 
 
 # Declared queues; nothing lands on an implicit one.
-QUEUES = ("dispatch", "maintenance", "github")
+QUEUES = ("dispatch", "maintenance", "github", "analysis")
 TASKS: dict[str, TaskSpec] = {
     "runs.fan_out": TaskSpec("dispatch", "bench_server.runs.tasks:fan_out"),
     "runs.fan_out_stale": TaskSpec("maintenance", "bench_server.runs.tasks:fan_out_stale"),
@@ -37,6 +37,9 @@ TASKS: dict[str, TaskSpec] = {
     "runners.mark_offline": TaskSpec("maintenance", "bench_server.runners.tasks:mark_offline"),
     "github.post_status": TaskSpec("github", "bench_server.github.tasks:post_status"),
     "github.resend_statuses": TaskSpec("maintenance", "bench_server.github.tasks:resend_statuses"),
+    "analysis.update": TaskSpec("analysis", "bench_server.analysis.tasks:update"),
+    "analysis.reanalyse_project": TaskSpec("analysis", "bench_server.analysis.tasks:reanalyse_project"),
+    "analysis.catch_up": TaskSpec("maintenance", "bench_server.analysis.tasks:catch_up"),
 }
 # The longest wait between two retries of a task, in seconds.
 MAX_RETRY_DELAY_S = 300
@@ -73,6 +76,7 @@ def periodic_tasks(settings: Settings) -> list[Periodic]:
             max(settings.reaper_interval_s, settings.runner_offline_after_s / 4),
         ),
         Periodic("resend-commit-statuses", "github.resend_statuses", settings.github_status_resend_after_s),
+        Periodic("analyse-missed-batches", "analysis.catch_up", settings.analysis_catch_up_s),
     ]
 
 

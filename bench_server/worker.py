@@ -1,6 +1,6 @@
 """The Celery worker's entry module.
 
-    celery -A bench_server.worker worker -Q dispatch,maintenance,github
+    celery -A bench_server.worker worker -Q dispatch,maintenance,github,analysis
     celery -A bench_server.worker beat
 
 `celery -A` looks up `bench_server.worker.app`; the app is built on that first access, from the

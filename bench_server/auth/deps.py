@@ -1,6 +1,6 @@
 """The HTTP side of auth (it has no endpoints of its own): the bearer token of a request, checked
 as a dependency in the request's own session. `RunnerAuth`, `CiAuth`, `AdminAuth`, `IngestAuth`,
-`RegisterAuth` admit a scope; `RunnerId` is the registered runner a runner token belongs to."""
+`RegisterAuth`, `TriageAuth` admit a scope; `RunnerId` is the registered runner a runner token belongs to."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ CiAuth = Annotated[Principal, Depends(require_scopes("ci"))]
 AdminAuth = Annotated[Principal, Depends(require_scopes("admin"))]
 IngestAuth = Annotated[Principal, Depends(require_scopes("runner", "ci"))]
 RegisterAuth = Annotated[Principal, Depends(require_scopes("register"))]
+# Changing the state of alerts and incidents.
+TriageAuth = Annotated[Principal, Depends(require_scopes("triage"))]
 
 
 def registered_runner(principal: RunnerAuth) -> int:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, String, cast, func, select
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from bench_server.kit.cache import immutable_rows
 from bench_server.kit.paging import Listing
 from bench_server.models import (
-    Alert,
     Benchmark,
     Commit,
     Failure,
@@ -128,6 +128,83 @@ def series_samples(
     )
 
 
+@dataclass(frozen=True)
+class ValueSlice:
+    """Which results of one benchmark on one hardware class and branch to read: only some
+    metrics, one machine, one commit, or the commits up to an order key (a merge-base)."""
+
+    metric_ids: tuple[int, ...] | None = None
+    machine_id: int | None = None
+    commit_id: int | None = None
+    until_order_key: int | None = None
+
+
+def series_values(
+    session: Session,
+    project_id: int,
+    benchmark_id: int,
+    hardware_class_id: int,
+    branch: str,
+    only: ValueSlice,
+) -> Sequence[Any]:
+    """(metric id, machine id, commit id, order key, value) of every result of one benchmark on
+    one hardware class and branch, in first-parent order (then by commit, then by result)."""
+    query = (
+        select(Result.metric_id, Result.machine_id, Result.commit_id, Commit.order_key, Result.value)
+        .join(Commit, Commit.id == Result.commit_id)
+        .where(
+            Result.project_id == project_id,
+            Result.benchmark_id == benchmark_id,
+            Result.hardware_class_id == hardware_class_id,
+            Result.branch == branch,
+        )
+    )
+    if only.metric_ids is not None:
+        query = query.where(Result.metric_id.in_(only.metric_ids))
+    if only.machine_id is not None:
+        query = query.where(Result.machine_id == only.machine_id)
+    if only.commit_id is not None:
+        query = query.where(Result.commit_id == only.commit_id)
+    if only.until_order_key is not None:
+        query = query.where(Commit.order_key <= only.until_order_key)
+    return session.execute(query.order_by(Commit.order_key, Commit.id, Result.id)).all()
+
+
+def benchmark_outcomes(
+    session: Session,
+    project_id: int,
+    hardware_class_id: int,
+    branch: str,
+    suite: str,
+    benchmark_id: int | None,
+) -> Sequence[Any]:
+    """(commit id, order key, failed) of every commit where a benchmark ran on one hardware class
+    and branch, in first-parent order. Failed: a failure was recorded for it there. With no
+    benchmark, the suite's own failures (setup, a lost runner) against results of any of its
+    benchmarks."""
+    passed = select(Result.commit_id).where(
+        Result.project_id == project_id,
+        Result.hardware_class_id == hardware_class_id,
+        Result.branch == branch,
+    )
+    if benchmark_id is None:
+        passed = passed.where(Result.benchmark_id.in_(select(Benchmark.id).where(Benchmark.suite == suite)))
+    else:
+        passed = passed.where(Result.benchmark_id == benchmark_id)
+    failed = select(Failure.commit_id).where(
+        Failure.project_id == project_id,
+        Failure.hardware_class_id == hardware_class_id,
+        Failure.branch == branch,
+        Failure.suite == suite,
+        Failure.benchmark_id.is_(None) if benchmark_id is None else Failure.benchmark_id == benchmark_id,
+    )
+    return session.execute(
+        select(Commit.id, Commit.order_key, Commit.id.in_(failed))
+        .where(Commit.project_id == project_id, or_(Commit.id.in_(passed), Commit.id.in_(failed)))
+        .order_by(Commit.order_key, Commit.id)
+    ).all()
+
+
 def commits_by_prefix(session: Session, project_id: int, sha: str, limit: int) -> list[Commit]:
     return list(
         session.scalars(
@@ -196,12 +273,6 @@ def failures_of(session: Session, commit_id: int) -> list[Failure]:
 
 def jobs_of(session: Session, commit_id: int) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.commit_id == commit_id).order_by(Job.id)))
-
-
-def alerts_first_bad_at(session: Session, commit_id: int) -> list[Alert]:
-    return list(
-        session.scalars(select(Alert).where(Alert.first_bad_commit_id == commit_id).order_by(Alert.id))
-    )
 
 
 def commits_listing(project_id: int, branch: str | None) -> Listing:

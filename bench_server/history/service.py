@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bench_server.analysis import repository as analysis_repo
 from bench_server.catalog.repository import project_by_slug
 from bench_server.history import repository as repo
+from bench_server.history.repository import ValueSlice as ValueSlice  # for callers of series_values
 from bench_server.kit.errors import InvalidInput, NotFound
 from bench_server.kit.paging import Listing
 from bench_server.models import Benchmark, Commit, HardwareClass, Metric, Project
@@ -101,6 +103,35 @@ def series(session: Session, key: SeriesKey, *, with_samples: bool = False) -> d
             by_sha[sha].extend(samples if samples else [value])
         out["samples"] = [by_sha[sha] for sha in commits]
     return out
+
+
+def series_values(
+    session: Session,
+    project_id: int,
+    benchmark_id: int,
+    hardware_class_id: int,
+    branch: str,
+    only: ValueSlice = ValueSlice(),
+) -> list[tuple[tuple[int, int], int, int, float]]:
+    """Every result of one benchmark on one hardware class and branch, in first-parent order:
+    ((metric id, machine id), commit id, order key, value), one row per result, so a commit
+    with several results has several samples."""
+    rows = repo.series_values(session, project_id, benchmark_id, hardware_class_id, branch, only)
+    return [((m, machine), c, int(order), float(v)) for m, machine, c, order, v in rows]
+
+
+def benchmark_outcomes(
+    session: Session,
+    project_id: int,
+    hardware_class_id: int,
+    branch: str,
+    suite: str,
+    benchmark_id: int | None,
+) -> list[tuple[int, int, bool]]:
+    """(commit id, order key, failed) per commit where the benchmark (or, with none, the suite)
+    ran on this hardware class and branch, in first-parent order."""
+    rows = repo.benchmark_outcomes(session, project_id, hardware_class_id, branch, suite, benchmark_id)
+    return [(c, int(order), bool(failed)) for c, order, failed in rows]
 
 
 def find_commit(session: Session, project: Project, sha: str) -> Commit:
@@ -195,10 +226,8 @@ def compare_commit(
         }
         for j in repo.jobs_of(session, commit.id)
     ]
-    alerts = [
-        {"id": a.id, "kind": a.kind, "state": a.state, "magnitude": a.magnitude, "metric_id": a.metric_id}
-        for a in repo.alerts_first_bad_at(session, commit.id)
-    ]
+    # The alerts whose suspect is this commit (the analysis domain's rows, as /alerts lists them).
+    alerts = analysis_repo.alert_rows(session, commit_id=commit.id)
     return {
         "project": project.slug,
         "commit": _commit_json(commit),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Query, Response
 from bench_server.auth.deps import IngestAuth
 from bench_server.imports.schemas import ImportOut
 from bench_server.imports.service import Upload, import_file
-from bench_server.kit.deps import DbSession
+from bench_server.kit.deps import AppCtx, DbSession
 
 router = APIRouter(tags=["imports"])
 
@@ -23,6 +23,7 @@ router = APIRouter(tags=["imports"])
 )
 def upload_import(
     session: DbSession,
+    ctx: AppCtx,
     _: IngestAuth,
     response: Response,
     content: Annotated[str, Body(media_type="text/plain", description="the tool's output file, as text")],
@@ -36,7 +37,7 @@ def upload_import(
 ) -> ImportOut:
     """Parse an output file and store its results and failures as one all-or-nothing batch."""
     upload = Upload(content, project, sha, hardware_class, format, branch, filename, idempotency_key)
-    stored = import_file(session, upload)
+    stored = import_file(session, ctx, upload)
     if stored.batch.duplicate:
         response.status_code = 200
     return ImportOut(

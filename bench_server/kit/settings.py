@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # A job whose state has not reached GitHub this long after it changed (its post exhausted
     # its retries) is posted again; beat looks for such jobs this often.
     github_status_resend_after_s: float = 600.0
+    # --- analysis ---
+    # Beat re-sends `analysis.update` for batches ingested more than this long ago (within a day)
+    # whose analysis never finished, and looks for them this often.
+    analysis_catch_up_s: float = 300.0
     # --- background tasks ---
     # A task failing with a TransientError is retried up to this many times, the first retry
     # after task_retry_base_s, doubling each time, at most five minutes apart.

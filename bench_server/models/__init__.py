@@ -1,6 +1,16 @@
 """All ORM models, imported here so Alembic sees one metadata."""
 
-from bench_server.models.alerts import ALERT_STATES, Alert, Annotation, Incident
+from bench_server.models.alerts import (
+    ALERT_KINDS,
+    ALERT_STATES,
+    DETECTORS,
+    FAILURE_KINDS,
+    Alert,
+    Annotation,
+    Incident,
+    TriageEvent,
+)
+from bench_server.models.analysis import AnalysedBatch, AnalysisSeries, AnalysisSettings
 from bench_server.models.base import Base
 from bench_server.models.catalog import Commit, HardwareClass, Machine, Project
 from bench_server.models.jobs import (
@@ -24,12 +34,18 @@ from bench_server.models.results import (
 )
 
 __all__ = [
+    "ALERT_KINDS",
     "ALERT_STATES",
+    "DETECTORS",
+    "FAILURE_KINDS",
     "DIRECTIONS",
     "FAILURE_CLASSES",
     "JOB_STATES",
     "TOKEN_SCOPES",
     "Alert",
+    "AnalysedBatch",
+    "AnalysisSeries",
+    "AnalysisSettings",
     "Annotation",
     "ApiToken",
     "Base",
@@ -47,5 +63,6 @@ __all__ = [
     "Result",
     "Run",
     "Runner",
+    "TriageEvent",
     "WebhookDelivery",
 ]

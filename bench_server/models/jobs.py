@@ -19,7 +19,7 @@ FINAL_JOB_STATES = ("succeeded", "failed", "cancelled", "timed_out")
 REPORTED_JOB_STATES = ("running", *FINAL_JOB_STATES)
 # At most one active, unforced job per commit x suite x hardware class (the fan-out's DB guard).
 ACTIVE_UNFORCED = text("state IN ('queued', 'claimed', 'running') AND forced = false")
-TOKEN_SCOPES = ("runner", "ci", "admin", "register")
+TOKEN_SCOPES = ("runner", "ci", "admin", "register", "triage")
 
 
 class Runner(IdMixin, CreatedMixin, Base):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from bench_server.auth.deps import IngestAuth
-from bench_server.kit.deps import DbSession, ReadSession
+from bench_server.kit.deps import AppCtx, DbSession, ReadSession
 from bench_server.kit.paging import Page, listing_response
 from bench_server.results import service
 from bench_server.results.schemas import IngestIn, IngestOut, RowFilters
@@ -24,9 +24,11 @@ router = APIRouter(tags=["results"])
         200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"}
     },
 )
-def post_results(payload: IngestIn, session: DbSession, _: IngestAuth, response: Response) -> IngestOut:
+def post_results(
+    payload: IngestIn, session: DbSession, ctx: AppCtx, _: IngestAuth, response: Response
+) -> IngestOut:
     """Store a batch of results and failures for one commit on one machine, all or nothing."""
-    outcome = service.ingest(session, payload)
+    outcome = service.ingest(session, ctx, payload)
     if outcome.duplicate:
         response.status_code = 200
     return IngestOut(

@@ -2,7 +2,8 @@
 results and failures listings.
 
 The caller's transaction is the unit of work: nothing here commits. An idempotency key
-seen before answers as a duplicate (same body) or a conflict (another body).
+seen before answers as a duplicate (same body) or a conflict (another body). A stored batch
+sends `analysis.update` once the transaction commits.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench_server.catalog.repository import (
     upsert_commit,
 )
 from bench_server.kit.errors import Conflict, InvalidInput
+from bench_server.kit.outbox import AppContext, enqueue_after_commit
 from bench_server.kit.paging import Listing
 from bench_server.kit.sql import canonical_json, stable_hash
 from bench_server.models import IngestBatch
@@ -74,7 +76,7 @@ def _params_hasher() -> Callable[[dict[str, Any]], str]:
     return params_hash
 
 
-def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> IngestOutcome:
+def ingest(session: Session, ctx: AppContext, payload: IngestIn, *, source: str = "api") -> IngestOutcome:
     # Canonical: fields in schema order, free-form objects key-sorted by the schema.
     body_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
     seen = _existing_batch(session, payload.idempotency_key, body_hash)
@@ -183,6 +185,8 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
             for f, key in zip(payload.failures, failure_keys, strict=True)
         ],
     )
+    # Regression analysis of what this batch touched, once it is stored.
+    enqueue_after_commit(session, ctx, "analysis.update", batch.id)
     return IngestOutcome(batch.id, False, len(payload.results), len(payload.failures), project.id, commit.id)
 
 

@@ -14,18 +14,10 @@ if TYPE_CHECKING:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    from bench_server.kit.db import Database
-    from bench_server.kit.outbox import AppContext
-    from bench_server.kit.settings import get_settings
+    from bench_server.cli import app_context
 
-    settings = get_settings()
-    if args.database_url:
-        settings = settings.model_copy(update={"database_url": args.database_url})
-    ctx = AppContext(Database.from_url(settings.database_url), settings)
-    try:
+    with app_context(args) as ctx:
         return _trigger(args, ctx)
-    finally:
-        ctx.db.engine.dispose()
 
 
 def _trigger(args: argparse.Namespace, ctx: AppContext) -> int:

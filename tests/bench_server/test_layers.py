@@ -66,6 +66,7 @@ def test_every_domain_has_a_router_a_service_and_a_repository() -> None:
         "github",
         "auth",
         "ops",
+        "analysis",
     }
     assert expected <= domains
     for name in domains:

@@ -11,13 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import select
 
 from bench_server.auth.service import create_token
 from bench_server.kit.db import Database
 from bench_server.models import Job, Project
-from tests.bench_server.jobs.helpers import REPO, VENV_BIN, LiveServer, Recorder, bearer, wait_for
+from tests.bench_server.jobs.helpers import (
+    REPO,
+    VENV_BIN,
+    LiveServer,
+    Recorder,
+    bearer,
+    empty_redis,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -121,11 +129,7 @@ def test_many_runners_many_jobs_no_job_twice(live: tuple[LiveServer, Database, d
 
 @pytest.fixture
 def broker() -> Iterator[str]:
-    r = redis.Redis.from_url(REDIS_URL)
-    r.flushdb()
-    yield REDIS_URL
-    r.flushdb()
-    r.close()
+    yield from empty_redis(REDIS_URL)
 
 
 def test_celery_worker_fans_out_reaps_and_posts_statuses(
@@ -204,12 +208,7 @@ def test_celery_worker_fans_out_reaps_and_posts_statuses(
             )
             assert {x.path for x in recorder.statuses()} == {f"/repos/exo-explore/exo/statuses/{'b' * 40}"}
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker)
         worker_log.close()
         server.stop()
         recorder.close()
