@@ -11,7 +11,7 @@ from bench_server.auth.deps import IngestAuth
 from bench_server.kit.deps import DbSession, ReadSession
 from bench_server.kit.paging import Page, listing_response
 from bench_server.results import service
-from bench_server.results.schemas import IngestIn, IngestOut, RowFilters
+from bench_server.results.schemas import IngestIn, IngestOut, Poster, RowFilters
 
 router = APIRouter(tags=["results"])
 
@@ -24,9 +24,12 @@ router = APIRouter(tags=["results"])
         200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"}
     },
 )
-def post_results(payload: IngestIn, session: DbSession, _: IngestAuth, response: Response) -> IngestOut:
-    """Store a batch of results and failures for one commit on one machine, all or nothing."""
-    outcome = service.ingest(session, payload)
+def post_results(
+    payload: IngestIn, session: DbSession, principal: IngestAuth, response: Response
+) -> IngestOut:
+    """Store a batch of results and failures for one commit on one machine, all or nothing.
+    With `job_id`, only from the runner holding the job's lease."""
+    outcome = service.ingest(session, payload, Poster.of(principal.token_id, principal.runner_id))
     if outcome.duplicate:
         response.status_code = 200
     return IngestOut(

@@ -125,6 +125,20 @@ class IngestOut(BaseModel):
 
 
 @dataclass(frozen=True)
+class Poster:
+    """Who posts a batch, as ingest needs to know it: the scope its idempotency keys live in, and
+    the registered runner it is (results for a job come only from the runner holding the lease)."""
+
+    key_scope: str
+    runner_id: int | None
+
+    @classmethod
+    def of(cls, token_id: int, runner_id: int | None) -> Poster:
+        # A runner's keys belong to the runner, so a new token for it still finds its batches.
+        return cls(f"runner:{runner_id}" if runner_id is not None else f"token:{token_id}", runner_id)
+
+
+@dataclass(frozen=True)
 class RowFilters:
     """The filters the results and failures listings share."""
 
