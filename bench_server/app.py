@@ -19,6 +19,7 @@ from bench_server.kit.embedded import local_worker
 from bench_server.kit.errors import install_error_handlers
 from bench_server.kit.outbox import AppContext, is_embedded
 from bench_server.kit.settings import Settings, get_settings
+from bench_server.kit.url_guard import UrlGuard
 from bench_server.ops.router import metrics_router
 from bench_server.ops.router import router as ops_router
 from bench_server.results.router import router as results_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = ctx.db
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UrlGuard)
 
     for router in DOMAIN_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

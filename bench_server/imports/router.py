@@ -37,7 +37,7 @@ def upload_import(
 ) -> ImportOut:
     """Parse an output file and store its results and failures as one all-or-nothing batch."""
     upload = Upload(content, project, sha, hardware_class, format, branch, filename, idempotency_key)
-    stored = import_file(session, upload, Poster.of(principal.token_id, principal.runner_id))
+    stored = import_file(session, upload, Poster.of(principal.name, principal.runner_id))
     if stored.batch.duplicate:
         response.status_code = 200
     return ImportOut(

@@ -43,11 +43,11 @@ class IngestBatch(IdMixin, CreatedMixin, Base):
     """One accepted POST of results: the unit of idempotency."""
 
     __tablename__ = "ingest_batches"
-    # A key is unique within its poster's scope ("runner:<id>" or "token:<id>"), so another
+    # A key is unique within its poster's scope ("runner:<id>" or "token:<token name>"), so another
     # token posting first under a runner's predictable key cannot block that runner's batch.
     __table_args__ = (UniqueConstraint("key_scope", "idempotency_key"),)
 
-    key_scope: Mapped[str] = mapped_column(String(40))
+    key_scope: Mapped[str] = mapped_column(String(210))
     idempotency_key: Mapped[str] = mapped_column(String(200))
     # sha256 of the canonical request body: the same key with another body is a conflict.
     body_hash: Mapped[str] = mapped_column(String(64))

@@ -116,7 +116,7 @@ def _filtered(query: Select[Any], filters: RowFilters, model: Any) -> Select[Any
     if filters.branch:
         query = query.where(model.branch == filters.branch)
     if filters.commit:
-        query = query.where(Commit.sha.startswith(filters.commit.lower()))
+        query = query.where(Commit.sha.startswith(filters.commit.lower(), autoescape=True))
     if filters.suite:
         suite_column = model.suite if model is Failure else Benchmark.suite
         query = query.where(suite_column == filters.suite)

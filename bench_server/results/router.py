@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from bench_server.auth.deps import IngestAuth
 from bench_server.kit.deps import DbSession, ReadSession
 from bench_server.kit.paging import Page, listing_response
+from bench_server.kit.params import IsoDatetime, ShaPrefix
 from bench_server.results import service
 from bench_server.results.schemas import IngestIn, IngestOut, Poster, RowFilters
 
@@ -29,7 +29,7 @@ def post_results(
 ) -> IngestOut:
     """Store a batch of results and failures for one commit on one machine, all or nothing.
     With `job_id`, only from the runner holding the job's lease."""
-    outcome = service.ingest(session, payload, Poster.of(principal.token_id, principal.runner_id))
+    outcome = service.ingest(session, payload, Poster.of(principal.name, principal.runner_id))
     if outcome.duplicate:
         response.status_code = 200
     return IngestOut(
@@ -43,12 +43,12 @@ def post_results(
 def row_filters(
     project: str | None = None,
     branch: str | None = None,
-    commit: Annotated[str | None, Query(description="commit sha or a prefix of it")] = None,
+    commit: ShaPrefix = None,
     suite: str | None = None,
     benchmark: str | None = None,
     hardware_class: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[IsoDatetime | None, Query(description="ISO 8601; from this time on")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="ISO 8601; before this time")] = None,
 ) -> RowFilters:
     return RowFilters(project, branch, commit, suite, benchmark, hardware_class, since, until)
 

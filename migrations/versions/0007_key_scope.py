@@ -1,7 +1,8 @@
 """idempotency keys scoped to their poster; webhook deliveries keyed by their event
 
 `ingest_batches.key_scope`: an idempotency key is unique per poster ("runner:<id>" for a
-registered runner's tokens, "token:<id>" for any other token), no longer across the whole
+registered runner's tokens, "token:<name>" for any other token: a rotated token of the same name
+keeps its keys), no longer across the whole
 service, so another token posting first under a runner's predictable key cannot make the runner's
 real batch a 409. Batches stored before this revision get the scope "legacy", which every poster's
 lookup also reads: their keys keep answering as they did.
@@ -31,7 +32,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("ingest_batches", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("key_scope", sa.String(length=40), nullable=False, server_default="legacy")
+            sa.Column("key_scope", sa.String(length=210), nullable=False, server_default="legacy")
         )
     with op.batch_alter_table("ingest_batches", schema=None) as batch_op:
         batch_op.alter_column("key_scope", server_default=None)
