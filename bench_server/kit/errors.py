@@ -6,11 +6,13 @@ side's one error: a task failure worth retrying later."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -33,6 +35,16 @@ class InvalidInput(AppError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__([{"field": field, "message": message}])
+
+
+class InvalidFields(AppError):
+    """A body validated by hand (not by FastAPI) failed: the same 422 as FastAPI's own."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, exc: ValidationError, prefix: tuple[str, ...] = ()) -> None:
+        super().__init__(field_errors([*exc.errors()], prefix))
 
 
 class NotFound(AppError):
@@ -74,6 +86,18 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def field_errors(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's errors as the API shows them: the field's dotted path, the message, the type."""
+    return [
+        {
+            "field": _field_path((*prefix, *e.get("loc", ()))),
+            "message": e.get("msg", "invalid"),
+            "type": e.get("type"),
+        }
+        for e in errors
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
@@ -82,15 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {
-                "field": _field_path(e.get("loc", ())),
-                "message": e.get("msg", "invalid"),
-                "type": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse(error_body("validation_error", fields), status_code=422)
+        return JSONResponse(error_body("validation_error", field_errors(exc.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
