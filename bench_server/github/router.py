@@ -33,7 +33,8 @@ HANDLED_EVENTS = ("push", "pull_request")
 )
 async def github_webhook(request: Request, session: DbSession, ctx: AppCtx) -> Any:
     body = await request.body()
-    if not verify(ctx.settings.github_webhook_secret, body, request.headers.get("x-hub-signature-256")):
+    secret = ctx.settings.github_webhook_secret.get_secret_value()
+    if not verify(secret, body, request.headers.get("x-hub-signature-256")):
         raise Unauthorized("X-Hub-Signature-256 is missing or does not match the body")
     event = request.headers.get("x-github-event", "")
     delivery = request.headers.get("x-github-delivery", "").strip()

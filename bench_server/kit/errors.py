@@ -6,6 +6,7 @@ side's one error: a task failure worth retrying later."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 
 class AppError(Exception):
@@ -79,6 +81,25 @@ class TransientError(Exception):
 
 def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
+
+
+async def send_error(
+    send: Send, status: int, code: str, detail: Any, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer an error from a pure ASGI middleware, in the same shape as the handlers below."""
+    raw = json.dumps(error_body(code, detail)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
 
 
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:

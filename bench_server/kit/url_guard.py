@@ -7,10 +7,11 @@ The answer is the usual 422 naming the parameter.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bench_server.kit.errors import send_error
 
 
 def _has_control(text: str) -> bool:
@@ -40,15 +41,4 @@ class UrlGuard:
             await self.app(scope, receive, send)
             return
         detail = [{"field": name, "message": "control characters are not allowed", "type": "url_control"}]
-        raw = json.dumps({"error": "validation_error", "detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 422,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(raw)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+        await send_error(send, 422, "validation_error", detail)
