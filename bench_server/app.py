@@ -18,6 +18,7 @@ from bench_server.kit.body_limit import BodySizeLimit
 from bench_server.kit.db import Database
 from bench_server.kit.embedded import local_worker
 from bench_server.kit.errors import install_error_handlers
+from bench_server.kit.openapi import install_openapi
 from bench_server.kit.outbox import AppContext, is_embedded
 from bench_server.kit.rate_limit import Limit, RateLimit
 from bench_server.kit.settings import Settings, get_settings
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(metrics_router)
     _mount_web(app)
+    install_openapi(app, API_PREFIX)
     return app
 
 

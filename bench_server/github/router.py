@@ -17,6 +17,7 @@ from bench_server.github.service import handle_event
 from bench_server.github.signature import verify
 from bench_server.kit.deps import AppCtx, DbSession
 from bench_server.kit.errors import AppError, InvalidFields, Unauthorized
+from bench_server.kit.openapi import ErrorOut, error_responses
 
 router = APIRouter(tags=["github"])
 
@@ -28,7 +29,8 @@ HANDLED_EVENTS = ("push", "pull_request")
     responses={
         200: {"description": "ping answered, or a delivery already handled"},
         202: {"description": "accepted: a run was queued, or the event is ignored"},
-        401: {"description": "missing or wrong X-Hub-Signature-256"},
+        **error_responses(400, 413, 422),
+        401: {"model": ErrorOut, "description": "missing or wrong X-Hub-Signature-256"},
     },
 )
 async def github_webhook(request: Request, session: DbSession, ctx: AppCtx) -> Any:

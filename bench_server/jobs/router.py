@@ -18,6 +18,7 @@ from bench_server.jobs.bell import bell
 from bench_server.jobs.schemas import CancelIn, FinishIn, JobFilters, LeaseOut
 from bench_server.kit.db import end_transaction
 from bench_server.kit.deps import AppCtx, AppSettings, DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
 from bench_server.kit.paging import Page, listing_response
 from bench_server.kit.params import PathId, QueryId, ShaPrefix
 from bench_server.kit.settings import Settings
@@ -44,6 +45,7 @@ def _look_for_a_job(session: Session, settings: Settings, runner_id: int) -> dic
     responses={
         200: {"description": "a job, now leased to this runner"},
         204: {"description": "no job within wait"},
+        **error_responses(404),
     },
 )
 async def claim_job(
@@ -68,13 +70,13 @@ async def claim_job(
         await bell.wait(min(remaining, settings.claim_poll_interval_s))
 
 
-@router.post("/jobs/{job_id}/lease", response_model=LeaseOut)
+@router.post("/jobs/{job_id}/lease", response_model=LeaseOut, responses=error_responses(404, 409))
 def renew_lease(job_id: PathId, session: DbSession, settings: AppSettings, runner_id: RunnerId) -> LeaseOut:
     """Extend the lease (holder only); 409 if it was lost or the job was cancelled."""
     return _lease(service.renew_lease(session, settings, job_id, runner_id))
 
 
-@router.post("/jobs/{job_id}/start", response_model=LeaseOut)
+@router.post("/jobs/{job_id}/start", response_model=LeaseOut, responses=error_responses(404, 409))
 def start_job(job_id: PathId, session: DbSession, ctx: AppCtx, runner_id: RunnerId) -> LeaseOut:
     return _lease(service.start_job(session, ctx, job_id, runner_id))
 
@@ -83,7 +85,7 @@ async def log_text(request: Request) -> str:
     return (await request.body()).decode("utf-8", errors="replace")
 
 
-@router.put("/jobs/{job_id}/log")
+@router.put("/jobs/{job_id}/log", responses=error_responses(404, 409, 413))
 def put_log(
     job_id: PathId,
     # The body is read before the session's first statement, so a slow upload holds no connection.
@@ -96,7 +98,7 @@ def put_log(
     return {"id": job_id, "stored_bytes": service.store_log(session, settings, job_id, runner_id, text)}
 
 
-@router.post("/jobs/{job_id}/finish", response_model=LeaseOut)
+@router.post("/jobs/{job_id}/finish", response_model=LeaseOut, responses=error_responses(404, 409))
 def finish_job(
     job_id: PathId, body: FinishIn, session: DbSession, ctx: AppCtx, runner_id: RunnerId
 ) -> LeaseOut:
@@ -105,13 +107,13 @@ def finish_job(
     )
 
 
-@router.post("/jobs/{job_id}/release", response_model=LeaseOut)
+@router.post("/jobs/{job_id}/release", response_model=LeaseOut, responses=error_responses(404, 409))
 def release_job(job_id: PathId, session: DbSession, runner_id: RunnerId) -> LeaseOut:
     """Give the job back to the queue (a runner shutting down)."""
     return _lease(service.release_job(session, job_id, runner_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=LeaseOut)
+@router.post("/jobs/{job_id}/cancel", response_model=LeaseOut, responses=error_responses(404, 409))
 def cancel_job(
     job_id: PathId, session: DbSession, ctx: AppCtx, _: CiAuth, body: CancelIn | None = None
 ) -> LeaseOut:
@@ -140,6 +142,6 @@ def list_jobs(
     return listing_response(request, session, page, service.jobs_listing(filters))
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=error_responses(404))
 def get_job(job_id: PathId, session: ReadSession) -> Any:
     return JSONResponse(jsonable_encoder(service.get_job(session, job_id)))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from bench_server.auth.deps import IngestAuth
 from bench_server.kit.deps import DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
 from bench_server.kit.paging import Page, listing_response
 from bench_server.kit.params import IsoDatetime, ShaPrefix
 from bench_server.results import service
@@ -21,7 +22,8 @@ router = APIRouter(tags=["results"])
     status_code=201,
     response_model=IngestOut,
     responses={
-        200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"}
+        200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"},
+        **error_responses(403, 409),
     },
 )
 def post_results(

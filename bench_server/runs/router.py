@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from bench_server.auth.deps import AdminAuth, CiAuth
 from bench_server.kit.deps import AppCtx, DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
 from bench_server.kit.params import SHA_PREFIX_PATTERN, PathId
 from bench_server.runs import service
 from bench_server.runs.schemas import RunIn, RunOut, SuitesIn
@@ -43,13 +44,13 @@ def trigger_run(body: RunIn, session: DbSession, ctx: AppCtx, _: CiAuth) -> RunO
     )
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", responses=error_responses(404))
 def get_run(run_id: PathId, session: ReadSession) -> Any:
     """A run with its jobs; `done` once it has fanned out and no job is queued, claimed or running."""
     return JSONResponse(jsonable_encoder(service.run_status(session, run_id)))
 
 
-@router.get("/runs")
+@router.get("/runs", responses=error_responses(404))
 def find_run(
     session: ReadSession,
     project: str,
