@@ -95,6 +95,11 @@ def describe_errors(doc: dict[str, Any], api_prefix: str) -> dict[str, Any]:
     for path, path_item in doc.get("paths", {}).items():
         for method, op in path_item.items():
             responses = op.setdefault("responses", {})
+            if any(p.get("name") == "format" and p.get("in") == "query" for p in op.get("parameters", [])):
+                # a listing (kit/paging.py): ?format=csv or Accept: text/csv streams CSV
+                ok = responses.setdefault("200", {"description": "Successful Response"})
+                ok.setdefault("content", {"application/json": {"schema": {}}})
+                ok["content"]["text/csv"] = {"schema": {"type": "string"}}
             codes = {str(c) for c in _implied_codes(method, path, op, api_prefix)}
             codes |= {c for c in responses if c.startswith("4")}
             for code in sorted(codes):
