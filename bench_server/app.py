@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from bench_server import __version__
 from bench_server.analysis.router import router as analysis_router
@@ -18,8 +19,11 @@ from bench_server.kit.body_limit import BodySizeLimit
 from bench_server.kit.db import Database
 from bench_server.kit.embedded import local_worker
 from bench_server.kit.errors import install_error_handlers
+from bench_server.kit.openapi import install_openapi
 from bench_server.kit.outbox import AppContext, is_embedded
+from bench_server.kit.rate_limit import Limit, RateLimit
 from bench_server.kit.settings import Settings, get_settings
+from bench_server.kit.url_guard import UrlGuard
 from bench_server.ops.router import metrics_router
 from bench_server.ops.router import router as ops_router
 from bench_server.results.router import router as results_router
@@ -75,12 +79,30 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = ctx.db
     install_error_handlers(app)
+    # The last added runs first: CORS, then rate limits, then URL and body checks, all before
+    # a route reads the body.
+    app.add_middleware(UrlGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimit,
+        writes=Limit(settings.rate_limit_writes_per_s, settings.rate_limit_writes_burst),
+        webhook=Limit(settings.rate_limit_webhook_per_s, settings.rate_limit_webhook_burst),
+        prefix=API_PREFIX,
+        webhook_path=f"{API_PREFIX}/github/webhook",
+    )
+    if settings.cors_origins:  # closed by default: no Access-Control-* headers at all
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
     for router in DOMAIN_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(metrics_router)
     _mount_web(app)
+    install_openapi(app, API_PREFIX)
     return app
 
 

@@ -7,27 +7,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from bench_server.auth.service import Principal, authenticate, runner_of
 from bench_server.kit.deps import DbSession
 from bench_server.kit.errors import Unauthorized
 
+# Declares the bearer scheme in the OpenAPI document (so each route that needs a token says so);
+# errors are ours, not the scheme's: it hands over what it found, or None.
+bearer_scheme = HTTPBearer(auto_error=False, description="a token from `bench-server token create`")
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("a bearer token is required for this request (Authorization: Bearer <token>)")
-    return value.strip()
+    return credentials.credentials.strip()
 
 
-def require_scopes(*accepted: str) -> Callable[[Request, Session], Principal]:
+def require_scopes(*accepted: str) -> Callable[[HTTPAuthorizationCredentials | None, Session], Principal]:
     """A dependency that admits a token holding any of `accepted` (admin is accepted everywhere)."""
 
-    def dependency(request: Request, session: DbSession) -> Principal:
-        return authenticate(session, _bearer(request), accepted)
+    def dependency(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+        session: DbSession,
+    ) -> Principal:
+        return authenticate(session, _bearer(credentials), accepted)
 
     return dependency
 

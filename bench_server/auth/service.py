@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,9 @@ from bench_server.models import TOKEN_SCOPES, ApiToken
 from bench_server.models.base import utcnow
 
 TOKEN_PREFIX = "bch_"
+# `last_used_at` is written when a token is used, at most once per this much time: a token used
+# by many requests a second costs one row update a minute, not one per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_token(token: str) -> str:
@@ -76,7 +80,15 @@ def authenticate(session: Session, token: str, accepted: tuple[str, ...]) -> Pri
     principal = Principal(row.id, row.name, frozenset(row.scopes), row.runner_id)
     if not principal.scopes & (set(accepted) | {"admin"}):
         raise Forbidden(f"this request needs a token with scope {' or '.join(accepted)}")
+    now = utcnow()
+    if row.last_used_at is None or _aware(row.last_used_at) <= now - LAST_USED_RESOLUTION:
+        row.last_used_at = now  # committed with the request (a refused request leaves it)
     return principal
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands datetimes back without their zone; they were written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def runner_of(principal: Principal) -> int:

@@ -19,6 +19,13 @@ from bench_server.models import Benchmark, Commit, HardwareClass, Machine, Metri
 from bench_server.models.base import utcnow
 
 _CLUSTER_PART = re.compile(r"^\s*(\d+)\s*x\s*([a-z0-9][a-z0-9._-]*)\s*$")
+# A cluster has at most this many machines in all (and so a count the JSON encoder can write).
+MAX_CLUSTER_MACHINES = 100_000
+MAX_CLUSTER_PARTS = 32
+
+
+class ClusterTooLarge(ValueError):
+    pass
 
 
 def project_by_slug(session: Session, slug: str, *, field: str = "project") -> Project:
@@ -29,15 +36,22 @@ def project_by_slug(session: Session, slug: str, *, field: str = "project") -> P
 
 
 def parse_cluster(name: str) -> list[tuple[int, str]] | None:
-    """`2x mac-studio-m3-ultra + 1x dgx-spark` -> [(2, 'mac-studio-m3-ultra'), (1, 'dgx-spark')]."""
+    """`2x mac-studio-m3-ultra + 1x dgx-spark` -> [(2, 'mac-studio-m3-ultra'), (1, 'dgx-spark')].
+
+    None if the name is not a cluster; ClusterTooLarge if it is one beyond the bounds."""
     if "+" not in name and not _CLUSTER_PART.match(name):
         return None
+    chunks = name.split("+")
+    if len(chunks) > MAX_CLUSTER_PARTS:
+        raise ClusterTooLarge(f"a cluster names at most {MAX_CLUSTER_PARTS} parts")
     parts = []
-    for chunk in name.split("+"):
+    for chunk in chunks:
         m = _CLUSTER_PART.match(chunk)
         if not m or int(m.group(1)) < 1:
             return None
         parts.append((int(m.group(1)), m.group(2)))
+    if sum(count for count, _ in parts) > MAX_CLUSTER_MACHINES:
+        raise ClusterTooLarge(f"a cluster has at most {MAX_CLUSTER_MACHINES} machines")
     return parts
 
 
@@ -53,7 +67,10 @@ def hardware_class_by_name(session: Session, name: str, *, field: str = "hardwar
     row = session.scalars(select(HardwareClass).where(HardwareClass.name == name)).one_or_none()
     if row is not None:
         return row
-    parts = parse_cluster(name)
+    try:
+        parts = parse_cluster(name)
+    except ClusterTooLarge as exc:
+        raise InvalidInput(field, f"{exc}; {name!r} is beyond that") from exc
     if parts is None:
         raise InvalidInput(field, f"unknown hardware class {name!r}; see GET /api/v1/hardware")
     members = {cls for _, cls in parts}

@@ -10,6 +10,7 @@ from bench_server.auth.deps import AdminAuth
 from bench_server.catalog import service
 from bench_server.catalog.schemas import HardwareClassIn, ProjectIn
 from bench_server.kit.deps import DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
 from bench_server.kit.paging import Page, listing_response
 
 router = APIRouter(tags=["catalog"])
@@ -20,7 +21,7 @@ def list_projects(request: Request, session: ReadSession, page: Page) -> Any:
     return listing_response(request, session, page, service.projects_listing())
 
 
-@router.post("/projects", status_code=201)
+@router.post("/projects", status_code=201, responses=error_responses(409))
 def create_project(body: ProjectIn, session: DbSession, _: AdminAuth) -> dict[str, Any]:
     return service.create_project(session, body)
 
@@ -30,7 +31,7 @@ def list_hardware(request: Request, session: ReadSession, page: Page) -> Any:
     return listing_response(request, session, page, service.hardware_listing())
 
 
-@router.post("/hardware", status_code=201)
+@router.post("/hardware", status_code=201, responses=error_responses(409))
 def create_hardware(body: HardwareClassIn, session: DbSession, _: AdminAuth) -> dict[str, Any]:
     return service.create_hardware_class(session, body)
 

@@ -29,15 +29,17 @@ def project_for_repo(session: Session, full_name: str) -> Project | None:
 
 
 def record_delivery(
-    session: Session, delivery_id: str, event: str, action: str | None, now: datetime
+    session: Session, delivery_id: str, event_key: str, event: str, action: str | None, now: datetime
 ) -> int | None:
-    """Insert the delivery; None if it was seen before (a redelivery, or a concurrent twin)."""
+    """Insert the delivery; None if its delivery id or its event key was seen before (a
+    redelivery, a replayed body, or a concurrent twin)."""
     table = WebhookDelivery.__table__
     stmt = (
         _dialect_module(session)
         .insert(table)
-        .values(delivery_id=delivery_id, event=event, action=action, created_at=now)
-        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .values(delivery_id=delivery_id, event_key=event_key, event=event, action=action, created_at=now)
+        # no conflict target: either unique constraint (delivery id, event key) makes it a no-op
+        .on_conflict_do_nothing()
         .returning(table.c.id)
     )
     new_id = session.execute(stmt).scalar_one_or_none()

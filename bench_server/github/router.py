@@ -1,5 +1,6 @@
 """`POST /api/v1/github/webhook`: the signature is checked on the raw bytes before anything is
-parsed or stored; deliveries are de-duplicated by `X-GitHub-Delivery`."""
+parsed or stored; the payload is validated (a wrong shape is a 422 naming the field);
+deliveries are de-duplicated by `X-GitHub-Delivery` and by the event they carry."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from bench_server.github.schemas import PullRequestEvent, PushEvent
 from bench_server.github.service import handle_event
 from bench_server.github.signature import verify
 from bench_server.kit.deps import AppCtx, DbSession
-from bench_server.kit.errors import AppError, Unauthorized
+from bench_server.kit.errors import AppError, InvalidFields, Unauthorized
+from bench_server.kit.openapi import ErrorOut, error_responses
 
 router = APIRouter(tags=["github"])
 
@@ -25,12 +29,14 @@ HANDLED_EVENTS = ("push", "pull_request")
     responses={
         200: {"description": "ping answered, or a delivery already handled"},
         202: {"description": "accepted: a run was queued, or the event is ignored"},
-        401: {"description": "missing or wrong X-Hub-Signature-256"},
+        **error_responses(400, 413, 422),
+        401: {"model": ErrorOut, "description": "missing or wrong X-Hub-Signature-256"},
     },
 )
 async def github_webhook(request: Request, session: DbSession, ctx: AppCtx) -> Any:
     body = await request.body()
-    if not verify(ctx.settings.github_webhook_secret, body, request.headers.get("x-hub-signature-256")):
+    secret = ctx.settings.github_webhook_secret.get_secret_value()
+    if not verify(secret, body, request.headers.get("x-hub-signature-256")):
         raise Unauthorized("X-Hub-Signature-256 is missing or does not match the body")
     event = request.headers.get("x-github-event", "")
     delivery = request.headers.get("x-github-delivery", "").strip()
@@ -44,12 +50,17 @@ async def github_webhook(request: Request, session: DbSession, ctx: AppCtx) -> A
         raise AppError("X-GitHub-Delivery header is required", code="bad_request")
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise AppError(f"body is not JSON: {exc}", code="bad_request") from exc
     if not isinstance(payload, dict):
         raise AppError("body is not a JSON object", code="bad_request")
+    model = PushEvent if event == "push" else PullRequestEvent
+    try:
+        parsed = model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidFields(exc) from exc
 
-    outcome = await run_in_threadpool(handle_event, session, ctx, event, delivery, payload)
+    outcome = await run_in_threadpool(handle_event, session, ctx, delivery, parsed)
     return JSONResponse(
         {
             "status": outcome.status,

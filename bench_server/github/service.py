@@ -1,17 +1,18 @@
 """GitHub: webhook deliveries become runs (`push` to a branch; `pull_request` opened, synchronize
-or reopened; a delivery id is handled once), and jobs' states become commit statuses (posted by
+or reopened; a delivery id, and an event, is handled once), and jobs' states become commit statuses (posted by
 `github.post_status`; those GitHub never acknowledged are found again for
 `github.resend_statuses`)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from bench_server.github import repository as repo
+from bench_server.github.schemas import PullRequestEvent, PushEvent
 from bench_server.github.status import STATES, CommitStatus
 from bench_server.jobs import repository as jobs_repo
 from bench_server.kit.outbox import AppContext
@@ -34,30 +35,19 @@ class Outcome:
     run_id: int | None = None
 
 
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _push_trigger(project: Project, payload: dict[str, Any]) -> Trigger | str:
-    ref = str(payload.get("ref") or "")
-    after = str(payload.get("after") or "")
-    if payload.get("deleted") or after in ("", ZERO_SHA):
+def _push_trigger(project: Project, event: PushEvent) -> Trigger | str:
+    ref, after = event.ref, event.after
+    if event.deleted or after == ZERO_SHA:
         return "a deleted ref has no commit to benchmark"
     if not ref.startswith("refs/heads/"):
         return f"{ref or 'this ref'} is not a branch"
-    head = payload.get("head_commit") or {}
-    commits = [c for c in payload.get("commits") or [] if isinstance(c, dict)]
+    head = event.head_commit
+    commits = event.commits
     parents: list[str] = []
-    if len(commits) >= 2 and commits[-1].get("id") == after:
-        parents = [str(commits[-2]["id"])]
-    elif len(commits) <= 1 and payload.get("before") not in (None, "", ZERO_SHA):
-        parents = [str(payload["before"])]
-    author = (head.get("author") or {}).get("name") if isinstance(head, dict) else None
+    if len(commits) >= 2 and commits[-1].id == after:
+        parents = [commits[-2].id]
+    elif len(commits) <= 1 and event.before not in (None, ZERO_SHA):
+        parents = [str(event.before)]
     return Trigger(
         project=project.slug,
         sha=after,
@@ -65,46 +55,55 @@ def _push_trigger(project: Project, payload: dict[str, Any]) -> Trigger | str:
         source="webhook",
         commit={
             "parents": parents,
-            "author": author,
-            "message": head.get("message") if isinstance(head, dict) else None,
-            "committed_at": _timestamp(head.get("timestamp")) if isinstance(head, dict) else None,
+            "author": head.author.name if head and head.author else None,
+            "message": head.message if head else None,
+            "committed_at": head.timestamp if head else None,
         },
     )
 
 
-def _pull_request_trigger(project: Project, payload: dict[str, Any]) -> Trigger | str:
-    action = payload.get("action")
-    if action not in PR_ACTIONS:
-        return f"pull_request action {action!r} is not benchmarked"
-    pr = payload.get("pull_request") or {}
-    head = pr.get("head") or {}
-    sha = head.get("sha")
-    if not sha:
-        return "pull_request without a head sha"
-    number = pr.get("number") or payload.get("number")
+def _pull_request_trigger(project: Project, event: PullRequestEvent) -> Trigger | str:
+    if event.action not in PR_ACTIONS:
+        return f"pull_request action {event.action!r} is not benchmarked"
+    head = event.pull_request.head
+    number = event.pull_request.number
     return Trigger(
         project=project.slug,
-        sha=str(sha),
+        sha=head.sha,
         ref=f"refs/pull/{number}/head",
-        branch=head.get("ref"),
+        branch=head.ref,
         source="webhook",
-        pull_request=int(number) if number else None,
+        pull_request=number,
     )
 
 
+def event_key(event: PushEvent | PullRequestEvent) -> str:
+    """What makes two deliveries the same event, hashed: a captured body re-sent under a fresh
+    delivery id is recognised (a force-push back to an earlier commit has another `before`)."""
+    repo_name = event.repository.full_name.lower()
+    if isinstance(event, PushEvent):
+        parts = ["push", repo_name, event.ref, event.before or "", event.after]
+    else:
+        pr = event.pull_request
+        parts = ["pull_request", repo_name, str(pr.number), event.action, pr.head.sha]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def handle_event(
-    session: Session, ctx: AppContext, event: str, delivery_id: str, payload: dict[str, Any]
+    session: Session, ctx: AppContext, delivery_id: str, event: PushEvent | PullRequestEvent
 ) -> Outcome:
-    full_name = (payload.get("repository") or {}).get("full_name")
-    project = repo.project_for_repo(session, full_name) if full_name else None
+    project = repo.project_for_repo(session, event.repository.full_name)
     if project is None:
         return Outcome("ignored", "no project has this github_repo")
-    trigger = _push_trigger(project, payload) if event == "push" else _pull_request_trigger(project, payload)
+    if isinstance(event, PushEvent):
+        name, action, trigger = "push", None, _push_trigger(project, event)
+    else:
+        name, action, trigger = "pull_request", event.action, _pull_request_trigger(project, event)
     if isinstance(trigger, str):
         return Outcome("ignored", trigger)
-    delivery_row = repo.record_delivery(session, delivery_id, event, payload.get("action"), utcnow())
+    delivery_row = repo.record_delivery(session, delivery_id, event_key(event), name, action, utcnow())
     if delivery_row is None:
-        return Outcome("duplicate", f"delivery {delivery_id} was already handled")
+        return Outcome("duplicate", f"delivery {delivery_id}, or the same event, was already handled")
     run = create_run(session, ctx, trigger)
     repo.link_delivery(session, delivery_row, run.id)
     return Outcome("queued", f"run {run.id} for {trigger.sha[:12]}", run.id)

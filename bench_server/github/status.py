@@ -47,7 +47,7 @@ def post_commit_status(settings: Settings, status: CommitStatus, client: httpx.C
     retries with backoff); other 4xx: logged and dropped (retrying cannot fix them)."""
     url = f"{settings.github_api_url.rstrip('/')}/repos/{status.repo}/statuses/{status.sha}"
     headers = {
-        "Authorization": f"Bearer {settings.github_token}",
+        "Authorization": f"Bearer {settings.github_token.get_secret_value()}",
         "Accept": "application/vnd.github+json",
         "X-GitHub-Api-Version": "2022-11-28",
         "User-Agent": f"bench-server/{__version__}",

@@ -11,6 +11,7 @@ from bench_server.auth.deps import IngestAuth
 from bench_server.imports.schemas import ImportOut
 from bench_server.imports.service import Upload, import_file
 from bench_server.kit.deps import AppCtx, DbSession
+from bench_server.results.schemas import Poster
 
 router = APIRouter(tags=["imports"])
 
@@ -24,7 +25,7 @@ router = APIRouter(tags=["imports"])
 def upload_import(
     session: DbSession,
     ctx: AppCtx,
-    _: IngestAuth,
+    principal: IngestAuth,
     response: Response,
     content: Annotated[str, Body(media_type="text/plain", description="the tool's output file, as text")],
     project: str,
@@ -37,7 +38,7 @@ def upload_import(
 ) -> ImportOut:
     """Parse an output file and store its results and failures as one all-or-nothing batch."""
     upload = Upload(content, project, sha, hardware_class, format, branch, filename, idempotency_key)
-    stored = import_file(session, ctx, upload)
+    stored = import_file(session, ctx, upload, Poster.of(principal.name, principal.runner_id))
     if stored.batch.duplicate:
         response.status_code = 200
     return ImportOut(

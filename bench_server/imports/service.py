@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from bench_server.kit.errors import AppError, InvalidInput
 from bench_server.kit.outbox import AppContext
-from bench_server.results.schemas import IngestIn
+from bench_server.results.schemas import IngestIn, Poster
 from bench_server.results.service import IngestOutcome, ingest
 
 
@@ -41,11 +41,11 @@ class StoredImport:
     batch: IngestOutcome
 
 
-def import_file(session: Session, ctx: AppContext, upload: Upload) -> StoredImport:
+def import_file(session: Session, ctx: AppContext, upload: Upload, poster: Poster) -> StoredImport:
     """Parse `upload` and store its results and failures as one batch (a duplicate if seen before)."""
     outcome = _parse(upload)
     fmt = str(outcome.meta["format"])
-    batch = ingest(session, ctx, _ingest_payload(upload, outcome), source=f"import:{fmt}")
+    batch = ingest(session, ctx, _ingest_payload(upload, outcome), poster, source=f"import:{fmt}")
     return StoredImport(fmt, batch)
 
 

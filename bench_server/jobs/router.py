@@ -18,7 +18,9 @@ from bench_server.jobs.bell import bell
 from bench_server.jobs.schemas import CancelIn, FinishIn, JobFilters, LeaseOut
 from bench_server.kit.db import end_transaction
 from bench_server.kit.deps import AppCtx, AppSettings, DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
 from bench_server.kit.paging import Page, listing_response
+from bench_server.kit.params import PathId, QueryId, ShaPrefix
 from bench_server.kit.settings import Settings
 from bench_server.models import Job
 from bench_server.runners import service as runners
@@ -43,6 +45,7 @@ def _look_for_a_job(session: Session, settings: Settings, runner_id: int) -> dic
     responses={
         200: {"description": "a job, now leased to this runner"},
         204: {"description": "no job within wait"},
+        **error_responses(404),
     },
 )
 async def claim_job(
@@ -67,14 +70,14 @@ async def claim_job(
         await bell.wait(min(remaining, settings.claim_poll_interval_s))
 
 
-@router.post("/jobs/{job_id}/lease", response_model=LeaseOut)
-def renew_lease(job_id: int, session: DbSession, settings: AppSettings, runner_id: RunnerId) -> LeaseOut:
+@router.post("/jobs/{job_id}/lease", response_model=LeaseOut, responses=error_responses(404, 409))
+def renew_lease(job_id: PathId, session: DbSession, settings: AppSettings, runner_id: RunnerId) -> LeaseOut:
     """Extend the lease (holder only); 409 if it was lost or the job was cancelled."""
     return _lease(service.renew_lease(session, settings, job_id, runner_id))
 
 
-@router.post("/jobs/{job_id}/start", response_model=LeaseOut)
-def start_job(job_id: int, session: DbSession, ctx: AppCtx, runner_id: RunnerId) -> LeaseOut:
+@router.post("/jobs/{job_id}/start", response_model=LeaseOut, responses=error_responses(404, 409))
+def start_job(job_id: PathId, session: DbSession, ctx: AppCtx, runner_id: RunnerId) -> LeaseOut:
     return _lease(service.start_job(session, ctx, job_id, runner_id))
 
 
@@ -82,9 +85,9 @@ async def log_text(request: Request) -> str:
     return (await request.body()).decode("utf-8", errors="replace")
 
 
-@router.put("/jobs/{job_id}/log")
+@router.put("/jobs/{job_id}/log", responses=error_responses(404, 409, 413))
 def put_log(
-    job_id: int,
+    job_id: PathId,
     # The body is read before the session's first statement, so a slow upload holds no connection.
     text: Annotated[str, Depends(log_text)],
     session: DbSession,
@@ -95,22 +98,24 @@ def put_log(
     return {"id": job_id, "stored_bytes": service.store_log(session, settings, job_id, runner_id, text)}
 
 
-@router.post("/jobs/{job_id}/finish", response_model=LeaseOut)
-def finish_job(job_id: int, body: FinishIn, session: DbSession, ctx: AppCtx, runner_id: RunnerId) -> LeaseOut:
+@router.post("/jobs/{job_id}/finish", response_model=LeaseOut, responses=error_responses(404, 409))
+def finish_job(
+    job_id: PathId, body: FinishIn, session: DbSession, ctx: AppCtx, runner_id: RunnerId
+) -> LeaseOut:
     return _lease(
         service.finish_job(session, ctx, job_id, runner_id, body.state, body.failure_class, body.message)
     )
 
 
-@router.post("/jobs/{job_id}/release", response_model=LeaseOut)
-def release_job(job_id: int, session: DbSession, runner_id: RunnerId) -> LeaseOut:
+@router.post("/jobs/{job_id}/release", response_model=LeaseOut, responses=error_responses(404, 409))
+def release_job(job_id: PathId, session: DbSession, runner_id: RunnerId) -> LeaseOut:
     """Give the job back to the queue (a runner shutting down)."""
     return _lease(service.release_job(session, job_id, runner_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=LeaseOut)
+@router.post("/jobs/{job_id}/cancel", response_model=LeaseOut, responses=error_responses(404, 409))
 def cancel_job(
-    job_id: int, session: DbSession, ctx: AppCtx, _: CiAuth, body: CancelIn | None = None
+    job_id: PathId, session: DbSession, ctx: AppCtx, _: CiAuth, body: CancelIn | None = None
 ) -> LeaseOut:
     """Cancel a queued, claimed or running job (ci or admin). The runner learns it at its next
     lease renewal (409) and stops."""
@@ -120,11 +125,11 @@ def cancel_job(
 def job_filters(
     state: Annotated[str | None, Query(description="one state or several, comma-separated")] = None,
     project: str | None = None,
-    sha: Annotated[str | None, Query(description="a commit sha or its prefix")] = None,
+    sha: ShaPrefix = None,
     suite: str | None = None,
     hardware_class: str | None = None,
     runner: str | None = None,
-    run_id: int | None = None,
+    run_id: QueryId = None,
 ) -> JobFilters:
     states = [s.strip() for s in state.split(",") if s.strip()] if state else None
     return JobFilters(states, project, sha, suite, hardware_class, runner, run_id)
@@ -137,6 +142,6 @@ def list_jobs(
     return listing_response(request, session, page, service.jobs_listing(filters))
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job_id: int, session: ReadSession) -> Any:
+@router.get("/jobs/{job_id}", responses=error_responses(404))
+def get_job(job_id: PathId, session: ReadSession) -> Any:
     return JSONResponse(jsonable_encoder(service.get_job(session, job_id)))

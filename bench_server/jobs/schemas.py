@@ -6,19 +6,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench_server.kit.inputs import LINE_PATTERN, TEXT_PATTERN
+
 
 class FinishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["succeeded", "failed"]
-    failure_class: str | None = Field(default=None, max_length=20)
-    message: str | None = Field(default=None, max_length=10_000)
+    failure_class: str | None = Field(default=None, max_length=20, pattern=LINE_PATTERN)
+    message: str | None = Field(default=None, max_length=10_000, pattern=TEXT_PATTERN)
 
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000, pattern=TEXT_PATTERN)
 
 
 class LeaseOut(BaseModel):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bench_server.kit.errors import send_error
 
 
 def _too_large_detail(max_bytes: int) -> str:
@@ -46,19 +45,4 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
     async def _refuse(self, send: Send) -> None:
-        body: Any = {
-            "error": "payload_too_large",
-            "detail": _too_large_detail(self.max_bytes),
-        }
-        raw = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(raw)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+        await send_error(send, 413, "payload_too_large", _too_large_detail(self.max_bytes))

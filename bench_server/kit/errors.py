@@ -6,12 +6,16 @@ side's one error: a task failure worth retrying later."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 
 class AppError(Exception):
@@ -33,6 +37,16 @@ class InvalidInput(AppError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__([{"field": field, "message": message}])
+
+
+class InvalidFields(AppError):
+    """A body validated by hand (not by FastAPI) failed: the same 422 as FastAPI's own."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, exc: ValidationError, prefix: tuple[str, ...] = ()) -> None:
+        super().__init__(field_errors([*exc.errors()], prefix))
 
 
 class NotFound(AppError):
@@ -69,9 +83,40 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
 
 
+async def send_error(
+    send: Send, status: int, code: str, detail: Any, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer an error from a pure ASGI middleware, in the same shape as the handlers below."""
+    raw = json.dumps(error_body(code, detail)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
+
+
+def field_errors(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's errors as the API shows them: the field's dotted path, the message, the type."""
+    return [
+        {
+            "field": _field_path((*prefix, *e.get("loc", ()))),
+            "message": e.get("msg", "invalid"),
+            "type": e.get("type"),
+        }
+        for e in errors
+    ]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -82,15 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {
-                "field": _field_path(e.get("loc", ())),
-                "message": e.get("msg", "invalid"),
-                "type": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse(error_body("validation_error", fields), status_code=422)
+        return JSONResponse(error_body("validation_error", field_errors(exc.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

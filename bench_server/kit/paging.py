@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bench_server.kit.deps import get_database
 from bench_server.kit.errors import InvalidInput
 from bench_server.kit.fastjson import json_response
+from bench_server.kit.params import MAX_ID
 
 EXPORT_BATCH = 1000
 
@@ -33,16 +34,21 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
-        if kind != "id":
+        # An id the database can hold: a forged cursor is refused here, not by the driver.
+        if kind != "id" or not value.isdigit() or not 1 <= int(value) <= MAX_ID:
             raise ValueError(kind)
         return int(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("cursor", "not a cursor this API handed out") from exc
 
 
+ExportFormat = Literal["csv", "json", ""]
+
+
 def export_format(request: Request, fmt: str | None) -> str | None:
-    """`?format=csv|json` wins; otherwise `Accept: text/csv` asks for CSV. None means a JSON page."""
-    if fmt is not None:
+    """`?format=csv|json` wins; otherwise `Accept: text/csv` asks for CSV. None means a JSON page
+    (an empty `?format=` too)."""
+    if fmt:
         if fmt not in ("csv", "json"):
             raise InvalidInput("format", "use csv or json")
         return fmt
@@ -90,9 +96,16 @@ class PageParams:
 
 def page_params(
     request: Request,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, description="rows per page (capped by BENCH_MAX_PAGE_SIZE)")] = 100,
-    format: Annotated[str | None, Query(description="csv or json: stream the whole listing")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_ID, description="rows per page (capped by BENCH_MAX_PAGE_SIZE)")
+    ] = 100,
+    format: Annotated[
+        ExportFormat | None,
+        Query(description="csv or json: stream the whole listing; empty or absent: a page of JSON"),
+    ] = None,
 ) -> PageParams:
     return PageParams(cursor, min(limit, request.app.state.settings.max_page_size), format)
 

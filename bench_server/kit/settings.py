@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev"}
+# Values a secret takes in examples and templates, never in a real deployment.
+PLACEHOLDER_SECRETS = {
+    "", "change-me", "changeme", "change_me", "changeit", "replace-me", "secret", "dev", "test",
+    "password", "example", "xxx", "todo", "your-secret", "<secret>",
+}  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -26,9 +32,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     # Largest page a listing returns.
     max_page_size: int = 1000
-    github_webhook_secret: str = ""
+    # Secrets: SecretStr, so a logged or printed Settings shows "**********".
+    github_webhook_secret: SecretStr = SecretStr("")
     github_api_url: str = "https://api.github.com"
-    github_token: str = ""
+    github_token: SecretStr = SecretStr("")
     public_url: str = "http://127.0.0.1:8000"
     # --- jobs and runners (issue 4) ---
     # A claimed job's lease; runners renew it every lease_seconds/3. An expired lease is requeued.
@@ -66,15 +73,59 @@ class Settings(BaseSettings):
     # after task_retry_base_s, doubling each time, at most five minutes apart.
     task_max_retries: int = 5
     task_retry_base_s: float = 2.0
+    # --- abuse limits (issue 12) ---
+    # Writes (every non-GET under /api/v1) per client (its token, or its address without one):
+    # a token bucket of `burst` refilled at `per_s`; over it the API answers 429 + Retry-After.
+    # 0 turns a limit off. Each API process keeps its own buckets.
+    rate_limit_writes_per_s: float = 50.0
+    rate_limit_writes_burst: int = 500
+    # The GitHub webhook, per sending address.
+    rate_limit_webhook_per_s: float = 10.0
+    rate_limit_webhook_burst: int = 100
+    # Origins allowed to call the API from a browser (CORS), e.g. '["https://bench.example.org"]'.
+    # Empty (the default): no cross-origin access at all.
+    cors_origins: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
-        if self.environment == "production":
-            if self.database_url.startswith("sqlite"):
-                raise ValueError("BENCH_DATABASE_URL must name a PostgreSQL database in production")
-            if self.github_webhook_secret in PLACEHOLDER_SECRETS:
-                raise ValueError("BENCH_GITHUB_WEBHOOK_SECRET must be set to a real secret in production")
+        """Production refuses placeholder secrets; development (the demo) and tests take any."""
+        if self.environment != "production":
+            return self
+        if self.database_url.startswith("sqlite"):
+            raise ValueError("BENCH_DATABASE_URL must name a PostgreSQL database in production")
+        if _is_placeholder(self.github_webhook_secret.get_secret_value()):
+            raise ValueError("BENCH_GITHUB_WEBHOOK_SECRET must be set to a real secret in production")
+        token = self.github_token.get_secret_value()
+        if token and _is_placeholder(token):  # no token: statuses are simply not posted
+            raise ValueError("BENCH_GITHUB_TOKEN is a placeholder; set a real token or leave it empty")
+        for name, url in (
+            ("BENCH_DATABASE_URL", self.database_url),
+            ("BENCH_BROKER_URL", self.broker_url),
+            ("BENCH_RESULT_BACKEND", self.result_backend or ""),
+        ):
+            password = make_url(url).password if "://" in url else None
+            if password is not None and _is_placeholder(str(password)):
+                raise ValueError(f"{name} has a placeholder password")
         return self
+
+    def __repr_args__(self) -> Any:
+        # URLs may carry passwords: a printed Settings shows them masked.
+        for name, value in super().__repr_args__():
+            yield name, _mask_password(value) if name in _URL_FIELDS and isinstance(value, str) else value
+
+
+_URL_FIELDS = {"database_url", "broker_url", "result_backend"}
+
+
+def _is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
+
+
+def _mask_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    except ArgumentError:
+        return url
 
 
 @lru_cache

@@ -111,11 +111,15 @@ class Job(IdMixin, CreatedMixin, Base):
 
 
 class WebhookDelivery(IdMixin, CreatedMixin, Base):
-    """`X-GitHub-Delivery` ids already handled, so a redelivery creates nothing new."""
+    """Deliveries already handled, so a redelivery creates nothing new: by `X-GitHub-Delivery`,
+    and by what the event says (a replayed body under a fresh delivery id is the same event)."""
 
     __tablename__ = "webhook_deliveries"
 
     delivery_id: Mapped[str] = mapped_column(String(100), unique=True)
+    # sha256 of the event's identity (push: repository, ref, before and after; pull request:
+    # repository, number, action and head sha); NULL for deliveries stored before revision 0007.
+    event_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     event: Mapped[str] = mapped_column(String(50))
     action: Mapped[str | None] = mapped_column(String(50))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))

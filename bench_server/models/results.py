@@ -35,12 +35,20 @@ class Metric(IdMixin, CreatedMixin, Base):
     direction: Mapped[str] = mapped_column(String(10))
 
 
+# The key scope of batches stored before keys were scoped (revision 0007): their keys stay global.
+LEGACY_KEY_SCOPE = "legacy"
+
+
 class IngestBatch(IdMixin, CreatedMixin, Base):
     """One accepted POST of results: the unit of idempotency."""
 
     __tablename__ = "ingest_batches"
+    # A key is unique within its poster's scope ("runner:<id>" or "token:<token name>"), so another
+    # token posting first under a runner's predictable key cannot block that runner's batch.
+    __table_args__ = (UniqueConstraint("key_scope", "idempotency_key"),)
 
-    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    key_scope: Mapped[str] = mapped_column(String(210))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
     # sha256 of the canonical request body: the same key with another body is a conflict.
     body_hash: Mapped[str] = mapped_column(String(64))
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)

@@ -23,6 +23,7 @@ from bench_server.models import (
     Project,
     Result,
 )
+from bench_server.models.results import LEGACY_KEY_SCOPE
 from bench_server.results.schemas import RowFilters
 
 # The batch's columns first, then each result's own.
@@ -68,9 +69,16 @@ FAILURE_COLUMNS = [
 ]
 
 
-def batch_by_key(session: Session, idempotency_key: str) -> IngestBatch | None:
+def batch_by_key(session: Session, key_scope: str, idempotency_key: str) -> IngestBatch | None:
+    """The batch this poster stored under the key, or a batch stored before keys were scoped."""
     return session.scalars(
-        select(IngestBatch).where(IngestBatch.idempotency_key == idempotency_key)
+        select(IngestBatch)
+        .where(
+            IngestBatch.idempotency_key == idempotency_key,
+            IngestBatch.key_scope.in_([key_scope, LEGACY_KEY_SCOPE]),
+        )
+        .order_by(IngestBatch.id)
+        .limit(1)
     ).one_or_none()
 
 
@@ -108,7 +116,7 @@ def _filtered(query: Select[Any], filters: RowFilters, model: Any) -> Select[Any
     if filters.branch:
         query = query.where(model.branch == filters.branch)
     if filters.commit:
-        query = query.where(Commit.sha.startswith(filters.commit.lower()))
+        query = query.where(Commit.sha.startswith(filters.commit.lower(), autoescape=True))
     if filters.suite:
         suite_column = model.suite if model is Failure else Benchmark.suite
         query = query.where(suite_column == filters.suite)

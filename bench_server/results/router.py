@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from bench_server.auth.deps import IngestAuth
 from bench_server.kit.deps import AppCtx, DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
 from bench_server.kit.paging import Page, listing_response
+from bench_server.kit.params import IsoDatetime, ShaPrefix
 from bench_server.results import service
-from bench_server.results.schemas import IngestIn, IngestOut, RowFilters
+from bench_server.results.schemas import IngestIn, IngestOut, Poster, RowFilters
 
 router = APIRouter(tags=["results"])
 
@@ -21,14 +22,16 @@ router = APIRouter(tags=["results"])
     status_code=201,
     response_model=IngestOut,
     responses={
-        200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"}
+        200: {"model": IngestOut, "description": "The same idempotency key and body were seen before"},
+        **error_responses(403, 409),
     },
 )
 def post_results(
-    payload: IngestIn, session: DbSession, ctx: AppCtx, _: IngestAuth, response: Response
+    payload: IngestIn, session: DbSession, ctx: AppCtx, principal: IngestAuth, response: Response
 ) -> IngestOut:
-    """Store a batch of results and failures for one commit on one machine, all or nothing."""
-    outcome = service.ingest(session, ctx, payload)
+    """Store a batch of results and failures for one commit on one machine, all or nothing.
+    With `job_id`, only from the runner holding the job's lease."""
+    outcome = service.ingest(session, ctx, payload, Poster.of(principal.name, principal.runner_id))
     if outcome.duplicate:
         response.status_code = 200
     return IngestOut(
@@ -42,12 +45,12 @@ def post_results(
 def row_filters(
     project: str | None = None,
     branch: str | None = None,
-    commit: Annotated[str | None, Query(description="commit sha or a prefix of it")] = None,
+    commit: ShaPrefix = None,
     suite: str | None = None,
     benchmark: str | None = None,
     hardware_class: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[IsoDatetime | None, Query(description="ISO 8601; from this time on")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="ISO 8601; before this time")] = None,
 ) -> RowFilters:
     return RowFilters(project, branch, commit, suite, benchmark, hardware_class, since, until)
 

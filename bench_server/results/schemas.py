@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bench_server.kit.inputs import LINE_PATTERN, MAX_INT64, TEXT_PATTERN, JsonObject
 from bench_server.models import FAILURE_CLASSES
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -21,52 +22,47 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def sorted_keys(value: Any) -> Any:
-    """The same JSON value with every object's keys in sorted order.
-
-    Free-form objects (params, fingerprint, context) are stored and hashed in this form, so the
-    serialised batch is canonical: two bodies that differ only in key order are the same body.
-    """
-    if isinstance(value, dict):
-        return {k: sorted_keys(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [sorted_keys(v) for v in value]
-    return value
+# Free-form objects (params, fingerprint, context) are plain JSON, key-sorted (kit/inputs.py).
+FreeForm = JsonObject
+# Names, keys and branches are one line of text; messages may span lines. Neither holds a
+# control character (PostgreSQL refuses NUL in text at all).
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=LINE_PATTERN)]
+Sha = Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")]
 
 
-FreeForm = Annotated[dict[str, Any], AfterValidator(sorted_keys)]
+def line(max_length: int, min_length: int = 1) -> Any:
+    return Field(min_length=min_length, max_length=max_length, pattern=LINE_PATTERN)
+
+
+def text(max_length: int, min_length: int = 0) -> Any:
+    return Field(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN)
 
 
 class CommitIn(Strict):
     sha: str = Field(pattern=r"^[0-9a-f]{7,64}$", description="Full or abbreviated hex commit id")
-    branch: str | None = Field(default=None, min_length=1, max_length=200)
-    parents: list[Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")]] = Field(
-        default_factory=list, max_length=64
-    )
-    author: str | None = Field(default=None, max_length=200)
-    message: str | None = Field(default=None, max_length=20_000)
+    branch: str | None = Field(default=None, min_length=1, max_length=200, pattern=LINE_PATTERN)
+    parents: list[Sha] = Field(default_factory=list, max_length=64)
+    author: str | None = Field(default=None, max_length=200, pattern=LINE_PATTERN)
+    message: str | None = Field(default=None, max_length=20_000, pattern=TEXT_PATTERN)
     committed_at: datetime | None = None
 
 
 class MachineIn(Strict):
-    hardware_class: str = Field(min_length=1, max_length=200)
+    hardware_class: str = line(200)
     fingerprint: FreeForm = Field(default_factory=dict)
-    hostname: str | None = Field(default=None, max_length=200)
-
-
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+    hostname: str | None = Field(default=None, max_length=200, pattern=LINE_PATTERN)
 
 
 class ResultIn(Strict):
-    suite: str = Field(min_length=1, max_length=100)
+    suite: str = line(100)
     benchmark: Name
     params: FreeForm = Field(default_factory=dict)
-    metric: str = Field(min_length=1, max_length=100)
-    unit: str = Field(min_length=1, max_length=50)
+    metric: str = line(100)
+    unit: str = line(50)
     direction: Literal["higher", "lower"]
     value: FiniteFloat
     samples: list[FiniteFloat] | None = Field(default=None, max_length=1_000_000)
-    stats: dict[str, FiniteFloat] | None = None
+    stats: dict[Annotated[str, Field(max_length=100, pattern=LINE_PATTERN)], FiniteFloat] | None = None
 
     @model_validator(mode="after")
     def _durations_are_not_negative(self) -> ResultIn:
@@ -79,20 +75,20 @@ class ResultIn(Strict):
 
 
 class FailureIn(Strict):
-    suite: str = Field(min_length=1, max_length=100)
+    suite: str = line(100)
     benchmark: Name | None = None
     params: FreeForm = Field(default_factory=dict)
     failure_class: FailureClassName
-    message: str = Field(min_length=1, max_length=20_000)
-    log_excerpt: str | None = Field(default=None, max_length=256_000)
+    message: str = text(20_000, min_length=1)
+    log_excerpt: str | None = Field(default=None, max_length=256_000, pattern=TEXT_PATTERN)
 
 
 class IngestIn(Strict):
-    idempotency_key: str = Field(min_length=1, max_length=200)
-    project: str = Field(min_length=1, max_length=100)
+    idempotency_key: str = line(200)
+    project: str = line(100)
     commit: CommitIn
     machine: MachineIn
-    job_id: int | None = Field(default=None, gt=0)
+    job_id: int | None = Field(default=None, gt=0, le=MAX_INT64)
     context: FreeForm = Field(default_factory=dict)
     results: list[ResultIn] = Field(default_factory=list, max_length=100_000)
     failures: list[FailureIn] = Field(default_factory=list, max_length=10_000)
@@ -122,6 +118,22 @@ class IngestOut(BaseModel):
     duplicate: bool
     results: int
     failures: int
+
+
+@dataclass(frozen=True)
+class Poster:
+    """Who posts a batch, as ingest needs to know it: the scope its idempotency keys live in, and
+    the registered runner it is (results for a job come only from the runner holding the lease)."""
+
+    key_scope: str
+    runner_id: int | None
+
+    @classmethod
+    def of(cls, token_name: str, runner_id: int | None) -> Poster:
+        # Keys belong to the client, not to its secret: a registered runner's to the runner, any
+        # other token's to the token's name (given by the admin who created it). So a runner with
+        # a new token, or a rotated ci token of the same name, still finds its own batches.
+        return cls(f"runner:{runner_id}" if runner_id is not None else f"token:{token_name}", runner_id)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 results and failures listings.
 
 The caller's transaction is the unit of work: nothing here commits. An idempotency key
-seen before answers as a duplicate (same body) or a conflict (another body). A stored batch
+seen before from the same poster answers as a duplicate (same body) or a conflict (another body);
+another poster's key of the same text is another key. Results for a job are taken only from the
+registered runner that holds the job's lease. A stored batch
 sends `analysis.update` once the transaction commits.
 """
 
@@ -26,14 +28,15 @@ from bench_server.catalog.repository import (
     project_by_slug,
     upsert_commit,
 )
-from bench_server.kit.errors import Conflict, InvalidInput
+from bench_server.kit.errors import Conflict, Forbidden, InvalidInput
 from bench_server.kit.outbox import AppContext, enqueue_after_commit
 from bench_server.kit.paging import Listing
 from bench_server.kit.sql import canonical_json, stable_hash
-from bench_server.models import IngestBatch
+from bench_server.models import IngestBatch, Job
 from bench_server.models.base import utcnow
+from bench_server.models.jobs import HELD_JOB_STATES
 from bench_server.results import repository as repo
-from bench_server.results.schemas import IngestIn, RowFilters
+from bench_server.results.schemas import IngestIn, Poster, RowFilters
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,8 @@ class IngestOutcome:
     commit_id: int
 
 
-def _existing_batch(session: Session, key: str, body_hash: str) -> IngestOutcome | None:
-    batch = repo.batch_by_key(session, key)
+def _existing_batch(session: Session, poster: Poster, key: str, body_hash: str) -> IngestOutcome | None:
+    batch = repo.batch_by_key(session, poster.key_scope, key)
     if batch is None:
         return None
     if batch.body_hash != body_hash:
@@ -76,10 +79,27 @@ def _params_hasher() -> Callable[[dict[str, Any]], str]:
     return params_hash
 
 
-def ingest(session: Session, ctx: AppContext, payload: IngestIn, *, source: str = "api") -> IngestOutcome:
+def _check_lease(job: Job, poster: Poster) -> None:
+    """Only the runner holding the job's lease reports for it (a forged report would let the
+    reaper close the job as succeeded). A retry of a stored batch never gets here."""
+    if poster.runner_id is None:
+        raise Forbidden(
+            f"job_id: results for job {job.id} are taken only from the runner that holds its lease; "
+            "a token of no registered runner posts without job_id"
+        )
+    if job.runner_id != poster.runner_id or job.state not in HELD_JOB_STATES:
+        raise Conflict(
+            f"job_id: job {job.id} is not held by this runner (state {job.state}); its lease was lost",
+            code="lease_lost",
+        )
+
+
+def ingest(
+    session: Session, ctx: AppContext, payload: IngestIn, poster: Poster, *, source: str = "api"
+) -> IngestOutcome:
     # Canonical: fields in schema order, free-form objects key-sorted by the schema.
     body_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
-    seen = _existing_batch(session, payload.idempotency_key, body_hash)
+    seen = _existing_batch(session, poster, payload.idempotency_key, body_hash)
     if seen is not None:
         return seen
 
@@ -91,6 +111,7 @@ def ingest(session: Session, ctx: AppContext, payload: IngestIn, *, source: str 
         job = repo.get_job(session, payload.job_id)
         if job is None or job.project_id != project.id:
             raise InvalidInput("job_id", f"no job {payload.job_id} in project {project.slug!r}")
+        _check_lease(job, poster)
 
     params_hash = _params_hasher()
     specs: dict[str, MetricSpec] = {}
@@ -129,6 +150,7 @@ def ingest(session: Session, ctx: AppContext, payload: IngestIn, *, source: str 
     bench_ids = benchmarks_for(session, wanted)
 
     batch = IngestBatch(
+        key_scope=poster.key_scope,
         idempotency_key=payload.idempotency_key,
         body_hash=body_hash,
         project_id=project.id,
@@ -146,7 +168,7 @@ def ingest(session: Session, ctx: AppContext, payload: IngestIn, *, source: str 
     try:
         repo.add_batch(session, batch)
     except IntegrityError:
-        seen = _existing_batch(session, payload.idempotency_key, body_hash)
+        seen = _existing_batch(session, poster, payload.idempotency_key, body_hash)
         if seen is None:
             raise
         return seen

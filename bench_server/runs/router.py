@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from bench_server.auth.deps import AdminAuth, CiAuth
 from bench_server.kit.deps import AppCtx, DbSession, ReadSession
+from bench_server.kit.openapi import error_responses
+from bench_server.kit.params import SHA_PREFIX_PATTERN, PathId
 from bench_server.runs import service
 from bench_server.runs.schemas import RunIn, RunOut, SuitesIn
 
@@ -42,14 +44,18 @@ def trigger_run(body: RunIn, session: DbSession, ctx: AppCtx, _: CiAuth) -> RunO
     )
 
 
-@router.get("/runs/{run_id}")
-def get_run(run_id: int, session: ReadSession) -> Any:
+@router.get("/runs/{run_id}", responses=error_responses(404))
+def get_run(run_id: PathId, session: ReadSession) -> Any:
     """A run with its jobs; `done` once it has fanned out and no job is queued, claimed or running."""
     return JSONResponse(jsonable_encoder(service.run_status(session, run_id)))
 
 
-@router.get("/runs")
-def find_run(session: ReadSession, project: str, sha: str) -> Any:
+@router.get("/runs", responses=error_responses(404))
+def find_run(
+    session: ReadSession,
+    project: str,
+    sha: Annotated[str, Query(pattern=SHA_PREFIX_PATTERN, description="a commit sha or a prefix of it")],
+) -> Any:
     """The newest run for a commit."""
     return JSONResponse(jsonable_encoder(service.latest_run_status(session, project, sha)))
 
