@@ -22,6 +22,7 @@ from bench_server.auth.deps import AdminAuth, TriageAuth
 from bench_server.kit.deps import AppCtx, DbSession, ReadSession
 from bench_server.kit.fastjson import json_response
 from bench_server.kit.paging import Page, listing_response
+from bench_server.kit.params import PathId, QueryId
 
 router = APIRouter(tags=["analysis"])
 
@@ -40,7 +41,7 @@ def alert_filters(
     benchmark: str | None = None,
     metric: str | None = None,
     branch: str | None = None,
-    incident_id: int | None = None,
+    incident_id: QueryId = None,
 ) -> AlertFilters:
     return AlertFilters(
         project,
@@ -80,13 +81,13 @@ def list_alerts(
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(alert_id: int, session: ReadSession) -> Any:
+def get_alert(alert_id: PathId, session: ReadSession) -> Any:
     """An alert with its triage history."""
     return json_response(service.alert_detail(session, alert_id))
 
 
 @router.post("/alerts/{alert_id}/state")
-def set_alert_state(alert_id: int, body: StateIn, session: DbSession, ctx: AppCtx, who: TriageAuth) -> Any:
+def set_alert_state(alert_id: PathId, body: StateIn, session: DbSession, ctx: AppCtx, who: TriageAuth) -> Any:
     """Acknowledge, ignore, fix or reopen one alert, with a note (`triage` or `admin`)."""
     return json_response(service.set_alert_state(session, ctx, alert_id, body, who.name, who.token_id))
 
@@ -103,14 +104,14 @@ def list_incidents(
 
 
 @router.get("/incidents/{incident_id}")
-def get_incident(incident_id: int, session: ReadSession) -> Any:
+def get_incident(incident_id: PathId, session: ReadSession) -> Any:
     """An incident with its alerts, its history and the known commits of its suspect range."""
     return json_response(service.incident_detail(session, incident_id))
 
 
 @router.post("/incidents/{incident_id}/state")
 def set_incident_state(
-    incident_id: int, body: StateIn, session: DbSession, ctx: AppCtx, who: TriageAuth
+    incident_id: PathId, body: StateIn, session: DbSession, ctx: AppCtx, who: TriageAuth
 ) -> Any:
     """Acknowledge, ignore, fix or reopen an incident and its alerts, with a note (`triage` or `admin`)."""
     return json_response(service.set_incident_state(session, ctx, incident_id, body, who.name, who.token_id))

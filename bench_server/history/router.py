@@ -10,6 +10,7 @@ from bench_server.history import service
 from bench_server.kit.deps import ReadSession
 from bench_server.kit.fastjson import json_response
 from bench_server.kit.paging import Page, listing_response
+from bench_server.kit.params import QueryId
 
 router = APIRouter(tags=["history"])
 
@@ -20,7 +21,7 @@ def get_series(
     project: str,
     metric: str,
     hardware_class: str,
-    benchmark_id: int | None = None,
+    benchmark_id: QueryId = None,
     benchmark: str | None = None,
     suite: str | None = None,
     params_hash: str | None = Query(None, description="a prefix of the benchmark's params hash"),

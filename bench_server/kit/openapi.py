@@ -31,6 +31,7 @@ DESCRIPTIONS = {
 # Routers of domains that declare their own statuses elsewhere (by OpenAPI tag).
 TAG_ERRORS: dict[str, tuple[int, ...]] = {
     "history": (404,),
+    "analysis": (404,),
     "runners": (404,),
     "imports": (400,),
 }

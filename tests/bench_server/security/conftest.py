@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from bench_server.kit.db import Database
+from bench_server.kit.embedded import local_worker
 from bench_server.models import Base
 from tests.bench_server.conftest import Api, make_api
 
@@ -25,7 +26,9 @@ def api(database_url: str) -> Iterator[Api]:
 
 
 def table_counts(db: Database) -> dict[str, int]:
-    """Rows in every table (the token table too: refused requests must not even touch it)."""
+    """Rows in every table (the token table too: refused requests must not even touch it), once
+    the background work of earlier requests (analysis after ingest) has run."""
+    assert local_worker.drain(), "the embedded worker did not settle"
     with db.read_only() as session:
         return {
             name: int(session.scalar(select(func.count()).select_from(table)) or 0)

@@ -143,11 +143,6 @@ def test_hostile_urls_are_a_4xx_naming_the_parameter(api: Api, url: str, field: 
     refused_naming(api.client.get(url), field)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench_server/history/router.py (owned by the history rewrite) still reads benchmark_id "
-    "as an unbounded int; it needs kit.params.QueryId. Strict: this fails once that lands.",
-)
 def test_a_benchmark_id_over_64_bits_in_a_series_is_a_422(api: Api) -> None:
     url = f"/api/v1/series?project=exo&metric=m&hardware_class=cpu-x86_64&benchmark_id={BIG}"
     refused_naming(api.client.get(url), "benchmark_id")
