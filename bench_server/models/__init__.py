@@ -22,6 +22,7 @@ from bench_server.models.results import (
     Metric,
     Result,
 )
+from bench_server.models.series import Series
 
 __all__ = [
     "ALERT_STATES",
@@ -47,5 +48,6 @@ __all__ = [
     "Result",
     "Run",
     "Runner",
+    "Series",
     "WebhookDelivery",
 ]

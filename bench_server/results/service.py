@@ -25,6 +25,7 @@ from bench_server.catalog.repository import (
     project_by_slug,
     upsert_commit,
 )
+from bench_server.history import service as history
 from bench_server.kit.errors import Conflict, InvalidInput
 from bench_server.kit.paging import Listing
 from bench_server.kit.sql import canonical_json, stable_hash
@@ -160,6 +161,18 @@ def ingest(session: Session, payload: IngestIn, *, source: str = "api") -> Inges
         "job_id": payload.job_id,
     }
     if payload.results:
+        # The series catalog first: it looks for results already at this commit.
+        history.record_results(
+            session,
+            project_id=project.id,
+            branch=branch,
+            hardware_class_id=hardware.id,
+            commit=commit,
+            values=[
+                (bench_ids[key], metrics[r.metric].id, r.value)
+                for r, key in zip(payload.results, keys, strict=True)
+            ],
+        )
         batch_cols = (batch.id, project.id, commit.id, branch, machine.id, hardware.id, payload.job_id, now)
         repo.insert_results(
             session,
