@@ -657,8 +657,10 @@ def failures_in_series(
     benchmark_ids: Sequence[int],
     hardware_class_ids: Sequence[int],
     branch: str,
+    suite: str,
 ) -> list[dict[str, Any]]:
-    """Failures of these benchmarks on these hardware classes, with their commit."""
+    """Failures of these benchmarks on these hardware classes, and those of the whole suite (no
+    benchmark: the engine did not start, the runner was lost), with their commit."""
     if not benchmark_ids or not hardware_class_ids:
         return []
     rows = session.execute(
@@ -675,7 +677,10 @@ def failures_in_series(
         .join(Commit, Commit.id == Failure.commit_id)
         .where(
             Failure.project_id == project_id,
-            Failure.benchmark_id.in_(list(benchmark_ids)),
+            or_(
+                Failure.benchmark_id.in_(list(benchmark_ids)),
+                and_(Failure.benchmark_id.is_(None), Failure.suite == suite),
+            ),
             Failure.hardware_class_id.in_(list(hardware_class_ids)),
             Failure.branch == branch,
         )

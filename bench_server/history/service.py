@@ -365,6 +365,9 @@ def params_label(params: dict[str, Any], skip: Sequence[str] = ()) -> str:
 # One metric over commits, one trace per hardware class or per parameter value.
 
 SAMPLE_WINDOW = 200  # the newest points whose error bars include the raw samples
+# Metrics whose samples are not repeated measurements of the value (avg_busbw's are the busbw of
+# each message size): their spread is that of repeated results only.
+SAMPLES_ARE_NOT_REPEATS = frozenset({"avg_busbw"})
 
 
 @dataclass(frozen=True)
@@ -381,9 +384,8 @@ def _points(session: Session, project: Project, branch: str, metric: Metric, t: 
     lo = [float(r["lo"]) for r in rows]
     hi = [float(r["hi"]) for r in rows]
     # The spread of the newest points includes their raw samples (older ones: their results').
-    window = {
-        r["commit_id"]: i for i, r in enumerate(rows[-SAMPLE_WINDOW:], max(0, len(rows) - SAMPLE_WINDOW))
-    }
+    newest = [] if metric.name in SAMPLES_ARE_NOT_REPEATS else rows[-SAMPLE_WINDOW:]
+    window = {r["commit_id"]: i for i, r in enumerate(newest, len(rows) - len(newest))}
     for commit_id, samples, value in repo.samples_at(session, *ids, list(window)):
         i = window[commit_id]
         for x in [float(s) for s in samples if isinstance(s, int | float)] if samples else [value]:
@@ -527,7 +529,7 @@ def series_view(
             "hardware_class": hw_by_id[f["hardware_class_id"]].name,
             "trace": label_of.get((f["benchmark_id"], f["hardware_class_id"])),
         }
-        for f in repo.failures_in_series(session, proj.id, trace_bench_ids, trace_hw_ids, branch)
+        for f in repo.failures_in_series(session, proj.id, trace_bench_ids, trace_hw_ids, branch, bench.suite)
     ]
     annotations = [
         {
@@ -1231,8 +1233,9 @@ def serving_curves(
         for load_value in sorted(by_load, key=_sort_key):
             got = by_load[load_value]
             per_acc = got.get(THROUGHPUT_PER_ACCELERATOR)
-            if per_acc is None and "output_throughput" in got and hwc.accelerators:
-                per_acc = got["output_throughput"] / hwc.accelerators
+            if per_acc is None and "output_throughput" in got:
+                # A class without accelerators (a CPU machine) counts as one.
+                per_acc = got["output_throughput"] / max(1, hwc.accelerators)
             interactivity = next((got[k] for k in INTERACTIVITY if k in got), None)
             if interactivity is None:
                 tpot = next((got[k] for k in TPOT_FOR_INTERACTIVITY if k in got and got[k] > 0), None)

@@ -1,0 +1,483 @@
+"""Plotly figures built on the server from the services' data (plotly.graph_objects), and the
+overview's sparklines as small inline SVG.
+
+Colours come from the Okabe-Ito palette, which stays distinguishable with the common colour
+vision deficiencies, and every trace also differs by marker shape or line dash, so no reading
+depends on colour alone. User-supplied strings go through `plot_text` (Plotly reads HTML tags in
+its labels). A builder returns None where there is nothing to draw: the page says why instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from markupsafe import Markup
+from plotly.subplots import make_subplots
+
+from web.render import fmt_number, plot_text
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star", "hexagon", "pentagon"]
+DASHES = ["solid", "dot", "dash", "longdash", "dashdot"]
+REGRESSION = "#D55E00"  # vermillion, with a downward triangle
+IMPROVEMENT = "#009E73"  # bluish green, with an upward triangle
+FAILURE = "#CC79A7"  # reddish purple, with an x
+FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 13, "color": "#1a1a1a"}
+
+
+def style(i: int) -> dict[str, Any]:
+    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "symbol": SYMBOLS[i % len(SYMBOLS)]}
+
+
+def _layout(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "font": FONT,
+        "margin": {"l": 70, "r": 20, "t": 40, "b": 60},
+        "plot_bgcolor": "#ffffff",
+        "paper_bgcolor": "#ffffff",
+        "hovermode": "closest",
+        "legend": {"orientation": "h", "y": -0.25, "x": 0},
+        "hoverlabel": {"namelength": -1},
+    }
+    base.update(over)
+    return base
+
+
+def _axis(**over: Any) -> dict[str, Any]:
+    return {"gridcolor": "#e6e6e6", "zerolinecolor": "#cccccc", "linecolor": "#999999", **over}
+
+
+def metric_title(metric: dict[str, Any]) -> str:
+    better = "higher" if metric["direction"] == "higher" else "lower"
+    return f"{plot_text(metric['name'])} [{plot_text(metric['unit'])}] ({better} is better)"
+
+
+LOG_TOGGLE = {
+    "type": "buttons",
+    "direction": "right",
+    "x": 0,
+    "xanchor": "left",
+    "y": 1.14,
+    "yanchor": "bottom",
+    "showactive": True,
+    "buttons": [
+        {"label": "linear", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
+        {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log"}]},
+    ],
+}
+
+
+def series_figure(
+    data: dict[str, Any], *, compact: bool = False, mark_sha: str | None = None
+) -> go.Figure | None:
+    """One metric over commits (x: position in first-parent order, labelled by short sha): a
+    trace per entry of data["traces"], error bars for the spread of each point, alerts as
+    triangles, failures as crosses along the bottom, annotations as vertical lines. Points carry
+    their sha first in customdata, so a click opens the commit."""
+    traces = [t for t in data["traces"] if t["value"]]
+    if not traces:
+        return None
+    fig = go.Figure()
+    y_at: dict[tuple[str | None, int], float] = {}
+    for i, t in enumerate(traces):
+        s = style(i)
+        spread = [h - v for h, v in zip(t["hi"], t["value"], strict=True)]
+        below = [v - lo for lo, v in zip(t["lo"], t["value"], strict=True)]
+        has_spread = any(x > 0 for x in spread) or any(x > 0 for x in below)
+        customdata = [
+            [
+                sha[:12],
+                (when or "")[:16].replace("T", " "),
+                plot_text(author or ""),
+                plot_text((message or "")[:100]),
+                n,
+            ]
+            for sha, when, author, message, n in zip(
+                t["sha"], t["committed_at"], t["author"], t["message"], t["n"], strict=True
+            )
+        ]
+        name = plot_text(t["label"])
+        fig.add_trace(
+            go.Scatter(
+                x=t["order"],
+                y=t["value"],
+                mode="lines+markers",
+                name=name,
+                line={"color": s["color"], "width": 1.5},
+                marker={"color": s["color"], "symbol": s["symbol"], "size": 6 if not compact else 4},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": spread,
+                    "arrayminus": below,
+                    "thickness": 1,
+                    "width": 0,
+                    "color": s["color"],
+                }
+                if has_spread
+                else None,
+                customdata=customdata,
+                hovertemplate=(
+                    "<b>%{customdata[0]}</b>  %{customdata[1]}<br>%{customdata[3]}<br>"
+                    "by %{customdata[2]}<br>%{y:.4g} (n=%{customdata[4]})<extra>" + name + "</extra>"
+                ),
+                meta={"link": "commit"},
+            )
+        )
+        for x, y in zip(t["order"], t["value"], strict=True):
+            y_at[(t["label"], x)] = y
+    _alert_markers(fig, data.get("alerts", []), y_at, traces)
+    _failure_markers(fig, data.get("failures", []))
+    shapes, notes = _annotation_lines(data.get("annotations", []), mark_sha, traces)
+    ticks = sorted({x for t in traces for x in t["order"]})
+    sha_at = {x: sha for t in traces for x, sha in zip(t["order"], t["sha"], strict=True)}
+    step = max(1, len(ticks) // (6 if compact else 12))
+    tickvals = ticks[::step]
+    fig.update_layout(
+        **_layout(
+            height=260 if compact else 520,
+            margin={"l": 70, "r": 20, "t": 20 if compact else 60, "b": 50},
+            showlegend=not compact,
+            legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left", "yanchor": "top"},
+            shapes=shapes,
+            annotations=notes,
+            updatemenus=[] if compact else [LOG_TOGGLE],
+            yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
+        ),
+        xaxis=_axis(
+            title={"text": "" if compact else "commit (first-parent order)"},
+            tickvals=tickvals,
+            ticktext=[sha_at[x][:8] for x in tickvals],
+            rangeslider={"visible": not compact, "thickness": 0.08},
+        ),
+        yaxis=_axis(title={"text": "" if compact else metric_title(data["metric"])}),
+    )
+    return fig
+
+
+def _alert_markers(
+    fig: go.Figure,
+    alerts: list[dict[str, Any]],
+    y_at: dict[tuple[str | None, int], float],
+    traces: list[dict[str, Any]],
+) -> None:
+    default = traces[0]["label"] if len(traces) == 1 else None
+    for kind, color, symbol in (
+        ("regression", REGRESSION, "triangle-down"),
+        ("improvement", IMPROVEMENT, "triangle-up"),
+    ):
+        marks = [
+            (a, y_at[(a["trace"] or default, a["order"])])
+            for a in alerts
+            if a["kind"] == kind and (a["trace"] or default, a["order"]) in y_at
+        ]
+        if not marks:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[a["order"] for a, _ in marks],
+                y=[y for _, y in marks],
+                mode="markers",
+                name=f"{kind}s (alerts)",
+                marker={
+                    "symbol": symbol,
+                    "size": 16,
+                    "color": color,
+                    "line": {"width": 1.5, "color": "#000000"},
+                },
+                customdata=[
+                    [
+                        a["sha"][:12],
+                        plot_text(a["trace"] or ""),
+                        "—" if a["magnitude"] is None else f"{a['magnitude']:+.1%}",
+                        plot_text(a["state"]),
+                    ]
+                    for a, _ in marks
+                ],
+                hovertemplate=(
+                    f"<b>{kind}</b> at %{{customdata[0]}}<br>%{{customdata[1]}}: %{{customdata[2]}}"
+                    "<br>state: %{customdata[3]}<extra></extra>"
+                ),
+                meta={"link": "commit", "marker": kind},
+            )
+        )
+
+
+def _failure_markers(fig: go.Figure, failures: list[dict[str, Any]]) -> None:
+    if not failures:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[f["order"] for f in failures],
+            y=[0.04] * len(failures),
+            yaxis="y2",
+            mode="markers",
+            name="failures",
+            marker={"symbol": "x", "size": 12, "color": FAILURE, "line": {"width": 1, "color": "#000000"}},
+            customdata=[
+                [
+                    f["sha"][:12],
+                    plot_text(f["failure_class"]),
+                    plot_text(f["hardware_class"]),
+                    plot_text(f["message"])[:100],
+                ]
+                for f in failures
+            ],
+            hovertemplate=(
+                "<b>failure: %{customdata[1]}</b> at %{customdata[0]}<br>%{customdata[2]}<br>"
+                "%{customdata[3]}<extra></extra>"
+            ),
+            meta={"link": "commit", "marker": "failure"},
+        )
+    )
+
+
+def _annotation_lines(
+    annotations: list[dict[str, Any]], mark_sha: str | None, traces: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    shapes: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for a in annotations:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": a["order"],
+                "x1": a["order"],
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "#555555", "width": 1, "dash": "dot"},
+            }
+        )
+        text = f"{a['kind']}: {a['text']}"
+        label = plot_text(text[:48] + ("…" if len(text) > 48 else ""))
+        notes.append(
+            {
+                "x": a["order"],
+                "xref": "x",
+                "y": 1,
+                "yref": "paper",
+                "yanchor": "bottom",
+                "text": label,
+                "showarrow": False,
+                "font": {"size": 11, "color": "#333333"},
+                "hovertext": plot_text(text),
+            }
+        )
+    if mark_sha:
+        at = next(
+            (x for t in traces for x, sha in zip(t["order"], t["sha"], strict=True) if sha == mark_sha), None
+        )
+        if at is not None:
+            shapes.append(
+                {
+                    "type": "line",
+                    "xref": "x",
+                    "yref": "paper",
+                    "x0": at,
+                    "x1": at,
+                    "y0": 0,
+                    "y1": 1,
+                    "line": {"color": REGRESSION, "width": 1.5, "dash": "dash"},
+                }
+            )
+    return shapes, notes
+
+
+def sparkline(values: Sequence[float], *, width: int = 96, height: int = 26) -> Markup:
+    """A line of the newest values as inline SVG (numbers only: nothing user-supplied)."""
+    if len(values) < 2:
+        return Markup("")
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = (width - 4) / (len(values) - 1)
+    points = " ".join(
+        f"{2 + i * step:.1f},{height - 3 - (v - lo) / span * (height - 6):.1f}" for i, v in enumerate(values)
+    )
+    last_x, last_y = points.rsplit(" ", 1)[-1].split(",")
+    return Markup(
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'aria-hidden="true">'
+        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="{points}"/>'
+        f'<circle cx="{last_x}" cy="{last_y}" r="2.5" fill="#0072B2"/></svg>'
+    )
+
+
+def hardware_figure(data: dict[str, Any]) -> go.Figure | None:
+    """A benchmark's metric per hardware class: absolute, per accelerator, per watt and per
+    dollar-hour, as four bar charts (a missing bar is a figure not configured for that class)."""
+    rows = [r for r in data["rows"] if r["value"] is not None]
+    sel = data["selected"]
+    if not rows or sel is None:
+        return None
+    panels = [("value", f"absolute [{plot_text(sel['unit'])}]")]
+    if sel["normalisable"]:
+        panels += [
+            ("per_accelerator", "per accelerator"),
+            ("per_watt", "per watt"),
+            ("per_dollar_hour", "per dollar-hour"),
+        ]
+    fig = make_subplots(
+        rows=1,
+        cols=len(panels),
+        subplot_titles=[title for _, title in panels],
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+    )
+    names = [plot_text(r["hardware_class"]) for r in rows]
+    colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(rows))]
+    for col, (key, title) in enumerate(panels, 1):
+        values = [r[key] for r in rows]
+        fig.add_trace(
+            go.Bar(
+                y=names,
+                # A figure not configured for a class: an empty bar that says so.
+                x=[0 if v is None else v for v in values],
+                orientation="h",
+                name=title,
+                marker={"color": colors, "line": {"color": "#000000", "width": 0.5}},
+                text=["not configured" if v is None else fmt_number(v) for v in values],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{y}: %{text}<extra>" + title + "</extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_layout(
+        **_layout(height=120 + 48 * len(rows), margin={"l": 20, "r": 60, "t": 50, "b": 40}, bargap=0.3)
+    )
+    fig.update_xaxes(**_axis(rangemode="tozero"))
+    fig.update_yaxes(**_axis(automargin=True, autorange="reversed"))
+    return fig
+
+
+def serving_figures(data: dict[str, Any]) -> tuple[go.Figure | None, go.Figure | None]:
+    """Throughput per accelerator against interactivity (tokens/s per user), and TTFT
+    percentiles against load. The commit's curves are solid, the baseline's dashed; each
+    hardware class has its colour and marker."""
+    curves = data["curves"]
+    if not curves:
+        return None, None
+    hw_index = {name: i for i, name in enumerate(dict.fromkeys(c["hardware_class"] for c in curves))}
+    load = plot_text(data.get("load") or "load")
+    several_groups = len({c["group"] for c in curves}) > 1
+
+    def name(c: dict[str, Any], *extra: str) -> str:
+        parts = [c["hardware_class"] + (" (per machine)" if not c["accelerators"] else "")]
+        parts += [c["group"]] if several_groups and c["group"] else []
+        return plot_text(" · ".join([*parts, *extra, c["run"]]))
+
+    tput = go.Figure()
+    for c in curves:
+        pts = [
+            p
+            for p in c["points"]
+            if p["interactivity"] is not None and p["throughput_per_accelerator"] is not None
+        ]
+        if not pts:
+            continue
+        s = style(hw_index[c["hardware_class"]])
+        label = name(c)
+        tput.add_trace(
+            go.Scatter(
+                x=[p["interactivity"] for p in pts],
+                y=[p["throughput_per_accelerator"] for p in pts],
+                mode="lines+markers+text",
+                text=[f"{p['load']}" for p in pts],
+                textposition="top center",
+                name=label,
+                line={"color": s["color"], "dash": "solid" if c["run"] == "commit" else "dash"},
+                marker={
+                    "color": s["color"],
+                    "symbol": s["symbol"] + ("" if c["run"] == "commit" else "-open"),
+                    "size": 9,
+                },
+                hovertemplate=(
+                    f"{load}=%{{text}}<br>%{{x:.4g}} tok/s per user<br>"
+                    f"%{{y:.4g}} tok/s per accelerator<extra>{label}</extra>"
+                ),
+            )
+        )
+    tput.update_layout(
+        **_layout(height=480),
+        xaxis=_axis(title={"text": "interactivity: tokens/s per user (1000 / TPOT)"}),
+        yaxis=_axis(title={"text": "output throughput per accelerator [tok/s]"}),
+    )
+    ttft = go.Figure()
+    percentiles = sorted(
+        {k for c in curves for p in c["points"] for k in p["ttft_ms"]}, key=lambda k: float(k[1:])
+    )
+    for c in curves:
+        s = style(hw_index[c["hardware_class"]])
+        for j, pct in enumerate(percentiles):
+            pts = [p for p in c["points"] if pct in p["ttft_ms"]]
+            if not pts:
+                continue
+            label = name(c, pct)
+            ttft.add_trace(
+                go.Scatter(
+                    x=[p["load"] for p in pts],
+                    y=[p["ttft_ms"][pct] for p in pts],
+                    mode="lines+markers",
+                    name=label,
+                    line={
+                        "color": s["color"],
+                        "dash": DASHES[j % len(DASHES)] if c["run"] == "commit" else "dash",
+                        "width": 2 if c["run"] == "commit" else 1,
+                    },
+                    marker={
+                        "color": s["color"],
+                        "symbol": SYMBOLS[j % len(SYMBOLS)] + ("" if c["run"] == "commit" else "-open"),
+                        "size": 8,
+                    },
+                    hovertemplate=f"{load}=%{{x}}<br>TTFT {pct}: %{{y:.4g}} ms<extra>{label}</extra>",
+                )
+            )
+    ttft.update_layout(
+        **_layout(height=480, updatemenus=[LOG_TOGGLE]),
+        xaxis=_axis(title={"text": f"load ({load})"}),
+        yaxis=_axis(title={"text": "TTFT [ms] (lower is better)"}),
+    )
+    return (tput if tput.data else None), (ttft if ttft.data else None)
+
+
+def collectives_figure(data: dict[str, Any], metric: str) -> go.Figure | None:
+    """busbw or algbw against message size (log-scaled sizes) per hardware class; the commit
+    solid, the baseline dashed."""
+    sweeps = [s for s in data["sweeps"] if any(v is not None for v in s[metric])]
+    if not sweeps:
+        return None
+    hw_index = {name: i for i, name in enumerate(dict.fromkeys(s["hardware_class"] for s in sweeps))}
+    several_groups = len({s["group"] for s in sweeps}) > 1
+    fig = go.Figure()
+    for s in sweeps:
+        st = style(hw_index[s["hardware_class"]])
+        pts = [(size, v) for size, v in zip(s["sizes"], s[metric], strict=True) if v is not None]
+        group = f" · {s['group']}" if several_groups and s["group"] else ""
+        label = plot_text(f"{s['hardware_class']}{group} · {s['run']}")
+        fig.add_trace(
+            go.Scatter(
+                x=[size for size, _ in pts],
+                y=[v for _, v in pts],
+                mode="lines+markers",
+                name=label,
+                line={"color": st["color"], "dash": "solid" if s["run"] == "commit" else "dash"},
+                marker={
+                    "color": st["color"],
+                    "symbol": st["symbol"] + ("" if s["run"] == "commit" else "-open"),
+                    "size": 7,
+                },
+                hovertemplate="%{x:.3s}B: %{y:.4g} GB/s<extra>" + label + "</extra>",
+            )
+        )
+    fig.update_layout(
+        **_layout(height=440, updatemenus=[LOG_TOGGLE]),
+        xaxis=_axis(type="log", title={"text": "message size [bytes] (log)"}, exponentformat="SI"),
+        yaxis=_axis(title={"text": f"{metric} [GB/s] (higher is better)"}),
+    )
+    return fig
