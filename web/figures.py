@@ -325,7 +325,7 @@ def hardware_figure(data: dict[str, Any]) -> go.Figure | None:
         cols=len(panels),
         subplot_titles=[title for _, title in panels],
         shared_yaxes=True,
-        horizontal_spacing=0.03,
+        horizontal_spacing=0.04,
     )
     names = [plot_text(r["hardware_class"]) for r in rows]
     colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(rows))]
@@ -348,10 +348,13 @@ def hardware_figure(data: dict[str, Any]) -> go.Figure | None:
             row=1,
             col=col,
         )
+        # Room right of the longest bar for its label.
+        top = max((v for v in values if v is not None), default=0) or 1
+        fig.update_xaxes(range=[0, top * 1.35], row=1, col=col)
     fig.update_layout(
-        **_layout(height=120 + 48 * len(rows), margin={"l": 20, "r": 60, "t": 50, "b": 40}, bargap=0.3)
+        **_layout(height=120 + 48 * len(rows), margin={"l": 20, "r": 30, "t": 50, "b": 40}, bargap=0.3)
     )
-    fig.update_xaxes(**_axis(rangemode="tozero"))
+    fig.update_xaxes(**_axis())
     fig.update_yaxes(**_axis(automargin=True, autorange="reversed"))
     return fig
 
@@ -438,12 +441,23 @@ def serving_figures(data: dict[str, Any]) -> tuple[go.Figure | None, go.Figure |
                     hovertemplate=f"{load}=%{{x}}<br>TTFT {pct}: %{{y:.4g}} ms<extra>{label}</extra>",
                 )
             )
+    loads = [p["load"] for c in curves for p in c["points"] if isinstance(p["load"], int | float)]
+    # A sweep over 1, 4, 16, 64 ... reads best on a log axis.
+    log_load = bool(loads) and min(loads) > 0 and max(loads) / min(loads) >= 8
     ttft.update_layout(
         **_layout(height=480, updatemenus=[LOG_TOGGLE]),
-        xaxis=_axis(title={"text": f"load ({load})"}),
+        xaxis=_axis(title={"text": f"load ({load})"}, type="log" if log_load else "linear"),
         yaxis=_axis(title={"text": "TTFT [ms] (lower is better)"}),
     )
     return (tput if tput.data else None), (ttft if ttft.data else None)
+
+
+def binary_size(n: int) -> str:
+    """1024 -> 1 KiB, 16777216 -> 16 MiB (the sizes nccl-tests sweeps are powers of two)."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} B"
 
 
 def collectives_figure(data: dict[str, Any], metric: str) -> go.Figure | None:
@@ -454,6 +468,8 @@ def collectives_figure(data: dict[str, Any], metric: str) -> go.Figure | None:
         return None
     hw_index = {name: i for i, name in enumerate(dict.fromkeys(s["hardware_class"] for s in sweeps))}
     several_groups = len({s["group"] for s in sweeps}) > 1
+    every = sorted({x for s in sweeps for x in s["sizes"]})
+    sizes = every[:: max(1, len(every) // 12)]
     fig = go.Figure()
     for s in sweeps:
         st = style(hw_index[s["hardware_class"]])
@@ -477,7 +493,12 @@ def collectives_figure(data: dict[str, Any], metric: str) -> go.Figure | None:
         )
     fig.update_layout(
         **_layout(height=440, updatemenus=[LOG_TOGGLE]),
-        xaxis=_axis(type="log", title={"text": "message size [bytes] (log)"}, exponentformat="SI"),
+        xaxis=_axis(
+            type="log",
+            title={"text": "message size (log)"},
+            tickvals=sizes,
+            ticktext=[binary_size(x) for x in sizes],
+        ),
         yaxis=_axis(title={"text": f"{metric} [GB/s] (higher is better)"}),
     )
     return fig

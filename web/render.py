@@ -103,7 +103,11 @@ def fmt_number(value: Any) -> str:
 
 
 def fmt_change(change: float | None) -> str:
-    return "—" if change is None else f"{change:+.1%}"
+    if change is None:
+        return "—"
+    if abs(change) < 0.0005:  # not "-0.0%"
+        return "±0.0%"
+    return f"{change:+.1%}"
 
 
 def fmt_time(value: Any) -> str:

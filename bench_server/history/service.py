@@ -463,16 +463,11 @@ def series_view(
         bench_ids = [b.id for b in siblings]
     else:
         siblings, bench_ids = [bench], [bench.id]
-    entries = repo.catalog_rows(
-        session,
-        repo.CatalogFilter(
-            proj.id,
-            branch,
-            hardware_class_ids=[h.id for h in hws.values()] if hws else None,
-            metric_names=[met.name],
-            benchmark_ids=bench_ids,
-        ),
+    every_class = repo.catalog_rows(
+        session, repo.CatalogFilter(proj.id, branch, metric_names=[met.name], benchmark_ids=bench_ids)
     )
+    wanted_ids = {h.id for h in hws.values()}
+    entries = [e for e in every_class if not wanted_ids or e["hardware_class_id"] in wanted_ids]
     if not any(e["benchmark_id"] == bench.id for e in entries):
         where = f" on {', '.join(named)}" if named else ""
         raise NotFound(f"no results of {bench.suite}/{bench.name} {met.name}{where} on branch {branch!r}")
@@ -559,7 +554,9 @@ def series_view(
         "alerts": alerts,
         "failures": failures,
         "annotations": annotations,
-        "hardware_available": sorted({e["hardware_class"] for e in entries if e["benchmark_id"] == bench.id}),
+        "hardware_available": sorted(
+            {e["hardware_class"] for e in every_class if e["benchmark_id"] == bench.id}
+        ),
         "varying_params": {k: v for k, v in varying_params(session, bench).items()},
     }
 
@@ -586,6 +583,7 @@ HEADLINES = (
     Headline("Goodput", "serving", ("request_goodput",)),
     Headline("All-reduce peak busbw", "collectives", ("busbw",), peak=True, collective="all_reduce"),
 )
+HEADLINE_METRICS = [m for h in HEADLINES for m in h.metrics]
 SPARK_COMMITS = 30  # commits a sparkline covers (the newest of the branch)
 STRIP_COMMITS = 15  # commits in the overview's status strip
 STALE_AFTER = 10  # a hardware class whose newest result is this many commits old is stale
@@ -1064,8 +1062,16 @@ def hardware_comparison(
         "project": proj.slug,
         "projects": [p.slug for p in all_projects(session)],
         "branch": branch,
+        # Headline metrics first (throughput before the rest), then those run on most classes.
         "choices": sorted(
-            pairs.values(), key=lambda c: (-c["hardware_classes"], c["suite"], c["benchmark"], c["metric"])
+            pairs.values(),
+            key=lambda c: (
+                c["metric"] not in HEADLINE_METRICS,
+                -c["hardware_classes"],
+                c["suite"],
+                c["benchmark"],
+                c["metric"],
+            ),
         ),
         "rows": [],
         "selected": None,

@@ -29,8 +29,8 @@ ANNOTATION_AT = 5
 ENGINE_FAILURE_AT = 11  # the cluster's engine does not start: a suite-wide failure, no serving results
 CONCURRENCY = (1, 4, 16)
 SIZES = (1024, 65536, 1 << 20, 16 << 20)
-CLUSTER = "2x mac-studio-m3-ultra + 1x dgx-spark"
-CLUSTER_ALIAS = "1x dgx-spark + 2x mac-studio-m3-ultra"  # how a runner may spell it
+CLUSTER = "1x dgx-spark + 2x mac-studio-m3-ultra"  # the canonical name of the composition
+CLUSTER_ALIAS = "2x mac-studio-m3-ultra + 1x dgx-spark"  # how a runner may spell it
 HARDWARE = ("cpu-x86_64", "dgx-spark", CLUSTER)
 # Markup planted in every field a user (an ingest token, a runner, a commit author) controls.
 EVIL_MESSAGE = "<script>alert('msg')</script><img src=x onerror=alert('img')> javascript:alert(1)"
@@ -331,3 +331,33 @@ def _ids(api: Api) -> dict[str, int]:
     for m in api.client.get("/api/v1/metrics", params={"limit": 1000}).json()["items"]:
         out[m["name"]] = m["id"]
     return out
+
+
+def page_urls(s: Seeded) -> dict[str, str]:
+    """Every page of the site over the seeded data, by a short name."""
+    bench = s.serving_bench_ids[16]
+    return {
+        "overview": "/",
+        "catalog": f"/catalog?project={PROJECT}",
+        "series": f"/series?project={PROJECT}&benchmark_id={bench}&metric=output_throughput",
+        "series-vary": (
+            f"/series?project={PROJECT}&benchmark_id={bench}&metric=median_ttft_ms"
+            "&hardware_class=dgx-spark&vary=concurrency"
+        ),
+        "series-evil": (
+            f"/series?project={PROJECT}&benchmark_id={s.evil_bench_id}&metric={quote(EVIL_METRIC, safe='')}"
+        ),
+        "commit": f"/commits/{sha(REGRESSION_AT)}?project={PROJECT}",
+        "commit-evil": f"/commits/{sha(7)}?project={PROJECT}",
+        "commit-failed": f"/commits/{sha(FAILURE_AT)}?project={PROJECT}",
+        "commit-jobs": f"/commits/{sha(COMMITS)}?project={PROJECT}",
+        "commit-branch": f"/commits/{sha(100)}?project={PROJECT}",
+        "hardware": f"/hardware?project={PROJECT}&benchmark_id={bench}&metric=output_throughput",
+        "hardware-choose": f"/hardware?project={PROJECT}",
+        "serving": f"/serving?project={PROJECT}",
+        "collectives": f"/collectives?project={PROJECT}",
+        "alerts": f"/alerts?project={PROJECT}",
+        "runners": "/runners",
+        "docs": "/docs",
+        "sign-in": "/admin/sign-in",
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
@@ -10,6 +12,27 @@ from bench_server.history import service as history
 from bench_server.kit.deps import ReadSession
 from web.pages.base import router
 from web.render import api_link, project_choices, render
+
+
+def pivot(entries: list[dict[str, Any]], hardware: list[str]) -> list[dict[str, Any]]:
+    """One row per benchmark, parameter set and metric; a cell per hardware class that has it."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for e in entries:
+        key = (e["suite"], e["benchmark"], e["benchmark_id"], e["metric"])
+        row = rows.setdefault(
+            key,
+            {
+                "suite": e["suite"],
+                "benchmark": e["benchmark"],
+                "benchmark_id": e["benchmark_id"],
+                "params_label": history.params_label(e["params"] or {}),
+                "metric": e["metric"],
+                "unit": e["unit"],
+                "cells": {},
+            },
+        )
+        row["cells"][e["hardware_class"]] = e
+    return [{**r, "cells": [r["cells"].get(h) for h in hardware]} for r in rows.values()]
 
 
 @router.get("/catalog", name="catalog_page", response_class=HTMLResponse)
@@ -31,14 +54,16 @@ def catalog_page(
     )
     everything = history.catalog(session, proj) if proj else []
     slug = proj.slug if proj else None
-    for e in entries:
-        e["params_label"] = history.params_label(e["params"] or {})
+    hardware = sorted({e["hardware_class"] for e in entries})
+    rows = pivot(entries, hardware)
     return render(
         request,
         "catalog.html",
         title="Series",
         project=slug,
-        entries=entries,
+        rows=rows,
+        columns=hardware,
+        count=len(entries),
         projects=project_choices(request, "catalog_page", [p.slug for p in catalog.projects(session)], slug),
         suites=sorted({e["suite"] for e in everything}),
         metrics=sorted({e["metric"] for e in everything}),

@@ -12,6 +12,8 @@ from bench_server.kit.deps import ReadSession
 from web.pages.base import router
 from web.render import api_link, render
 
+LARGEST_CHANGES = 10
+
 
 def shared_params(group: dict[str, Any]) -> None:
     """Parameters every result of the group shares go to the group's heading; each row keeps
@@ -22,6 +24,7 @@ def shared_params(group: dict[str, Any]) -> None:
     group["shared_params"] = history.params_label(shared)
     for r, p in zip(rows, params, strict=True):
         r["params_label"] = history.params_label(p, skip=tuple(shared))
+        r["params_full"] = history.params_label(p)
 
 
 @router.get("/commits/{sha}", name="commit_page", response_class=HTMLResponse)
@@ -32,12 +35,15 @@ def commit_page(
     commit = data["commit"]
     for group in data["groups"]:
         shared_params(group)
+    changed = [r for g in data["groups"] for r in g["results"] if r["change"] is not None]
+    largest = sorted(changed, key=lambda r: -abs(r["change"]))[:LARGEST_CHANGES]
     return render(
         request,
         "commit.html",
         title=f"Commit {commit['sha'][:12]}",
         project=data["project"],
         data=data,
+        largest=largest,
         api=[
             api_link(request, "commit_view", sha=commit["sha"], project=data["project"], baseline=baseline),
             api_link(request, "get_commit", sha=commit["sha"], project=data["project"], baseline=baseline),

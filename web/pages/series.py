@@ -85,7 +85,7 @@ def series_page(
         tables=[
             {"label": t["label"], "rows": latest_rows(t), "length": len(t["value"])} for t in data["traces"]
         ],
-        params_label=history.params_label(bench["params"] or {}),
+        params_label=history.params_label(bench["params"] or {}, skip=(vary,) if vary else ()),
         query=query,
         selected_hardware=hardware_class,
         api=[
