@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.subplots import make_subplots
@@ -80,29 +81,20 @@ def series_figure(
     if not traces:
         return None
     fig = go.Figure()
+    fig.add_trace(_commit_trace(traces))
     y_at: dict[tuple[str | None, int], float] = {}
     for i, t in enumerate(traces):
         s = style(i)
-        spread = [h - v for h, v in zip(t["hi"], t["value"], strict=True)]
-        below = [v - lo for lo, v in zip(t["lo"], t["value"], strict=True)]
-        has_spread = any(x > 0 for x in spread) or any(x > 0 for x in below)
-        customdata = [
-            [
-                sha[:12],
-                (when or "")[:16].replace("T", " "),
-                plot_text(author or ""),
-                plot_text((message or "")[:100]),
-                n,
-            ]
-            for sha, when, author, message, n in zip(
-                t["sha"], t["committed_at"], t["author"], t["message"], t["n"], strict=True
-            )
-        ]
+        # Numbers as numpy arrays: plotly.py validates them at once and writes them as typed
+        # arrays (base64), several times smaller and faster than lists of floats.
+        value = np.asarray(t["value"], dtype=float)
+        spread, below = np.asarray(t["hi"], dtype=float) - value, value - np.asarray(t["lo"], dtype=float)
+        has_spread = bool((spread > 0).any() or (below > 0).any())
         name = plot_text(t["label"])
         fig.add_trace(
             go.Scatter(
-                x=t["order"],
-                y=t["value"],
+                x=np.asarray(t["order"], dtype=float),
+                y=value,
                 mode="lines+markers",
                 name=name,
                 line={"color": s["color"], "width": 1.5},
@@ -118,11 +110,8 @@ def series_figure(
                 }
                 if has_spread
                 else None,
-                customdata=customdata,
-                hovertemplate=(
-                    "<b>%{customdata[0]}</b>  %{customdata[1]}<br>%{customdata[3]}<br>"
-                    "by %{customdata[2]}<br>%{y:.4g} (n=%{customdata[4]})<extra>" + name + "</extra>"
-                ),
+                customdata=[sha[:12] for sha in t["sha"]],
+                hovertemplate="%{y:.4g}",
                 meta={"link": "commit"},
             )
         )
@@ -145,6 +134,7 @@ def series_figure(
             annotations=notes,
             updatemenus=[] if compact else [LOG_TOGGLE],
             yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
+            hovermode="x unified",
         ),
         xaxis=_axis(
             title={"text": "" if compact else "commit (first-parent order)"},
@@ -155,6 +145,37 @@ def series_figure(
         yaxis=_axis(title={"text": "" if compact else metric_title(data["metric"])}),
     )
     return fig
+
+
+def _commit_trace(traces: list[dict[str, Any]]) -> go.Scatter:
+    """The commits under the series, drawn invisibly along the bottom: in the unified hover
+    (every trace at the hovered commit) its row names the commit once for all traces, so the
+    text of a 2,000-commit history is sent once, not once per trace."""
+    seen: dict[int, tuple[str, str]] = {}
+    for t in traces:
+        for x, sha, when, author, message, n in zip(
+            t["order"], t["sha"], t["committed_at"], t["author"], t["message"], t["n"], strict=True
+        ):
+            if x not in seen:
+                text = (
+                    f"<b>{sha[:12]}</b> {(when or '')[:16].replace('T', ' ')}, {plot_text(author or '?')}"
+                    f"{f', n={n}' if n > 1 else ''}<br>{plot_text((message or '')[:70])}"
+                )
+                seen[x] = (sha[:12], text)
+    xs = sorted(seen)
+    return go.Scatter(
+        x=np.asarray(xs, dtype=float),
+        y=np.zeros(len(xs)),
+        yaxis="y2",
+        mode="markers",
+        name="commit",
+        showlegend=False,
+        marker={"size": 1, "opacity": 0},
+        customdata=[seen[x][0] for x in xs],
+        text=[seen[x][1] for x in xs],
+        hovertemplate="%{text}<extra></extra>",
+        meta={"link": "commit"},
+    )
 
 
 def _alert_markers(
@@ -187,19 +208,14 @@ def _alert_markers(
                     "color": color,
                     "line": {"width": 1.5, "color": "#000000"},
                 },
-                customdata=[
-                    [
-                        a["sha"][:12],
-                        plot_text(a["trace"] or ""),
-                        "—" if a["magnitude"] is None else f"{a['magnitude']:+.1%}",
-                        plot_text(a["state"]),
-                    ]
+                customdata=[a["sha"][:12] for a, _ in marks],
+                text=[
+                    f"{plot_text(a['trace'] or '')}: "
+                    f"{'—' if a['magnitude'] is None else format(a['magnitude'], '+.1%')}"
+                    f"<br>state: {plot_text(a['state'])}"
                     for a, _ in marks
                 ],
-                hovertemplate=(
-                    f"<b>{kind}</b> at %{{customdata[0]}}<br>%{{customdata[1]}}: %{{customdata[2]}}"
-                    "<br>state: %{customdata[3]}<extra></extra>"
-                ),
+                hovertemplate=f"<b>{kind}</b> at %{{customdata}}<br>%{{text}}<extra></extra>",
                 meta={"link": "commit", "marker": kind},
             )
         )
@@ -216,19 +232,13 @@ def _failure_markers(fig: go.Figure, failures: list[dict[str, Any]]) -> None:
             mode="markers",
             name="failures",
             marker={"symbol": "x", "size": 12, "color": FAILURE, "line": {"width": 1, "color": "#000000"}},
-            customdata=[
-                [
-                    f["sha"][:12],
-                    plot_text(f["failure_class"]),
-                    plot_text(f["hardware_class"]),
-                    plot_text(f["message"])[:100],
-                ]
+            customdata=[f["sha"][:12] for f in failures],
+            text=[
+                f"{plot_text(f['failure_class'])}<br>{plot_text(f['hardware_class'])}<br>"
+                f"{plot_text(f['message'][:100])}"
                 for f in failures
             ],
-            hovertemplate=(
-                "<b>failure: %{customdata[1]}</b> at %{customdata[0]}<br>%{customdata[2]}<br>"
-                "%{customdata[3]}<extra></extra>"
-            ),
+            hovertemplate="<b>failure</b> at %{customdata}<br>%{text}<extra></extra>",
             meta={"link": "commit", "marker": "failure"},
         )
     )

@@ -340,6 +340,7 @@ def _catalog_select() -> Select[*tuple[Any, ...]]:
             HardwareClass.name.label("hardware_class"),
             HardwareClass.kind.label("hardware_kind"),
             Series.first_commit_id,
+            Series.first_order_key,
             first.sha.label("first_sha"),
             Series.last_commit_id,
             last.sha.label("last_sha"),
@@ -465,41 +466,52 @@ def catalog_entry(
 # Reads for the website's pages.
 
 
-def series_points_with_commits(
-    session: Session, project_id: int, benchmark_id: int, metric_id: int, hardware_class_id: int, branch: str
-) -> list[dict[str, Any]]:
-    """Per commit of the series, in first-parent order: the commit (sha, order, date, author and
-    the start of its message) and the mean, count, min and max of its results."""
+def series_aggregates(
+    session: Session,
+    project_id: int,
+    benchmark_id: int,
+    metric_id: int,
+    hardware_class_id: int,
+    branch: str,
+    commit_ids: Sequence[int] | None = None,
+) -> Sequence[Any]:
+    """(commit id, mean, count, min, max) of the series' results per commit, at these commits
+    or all (an index-only scan on PostgreSQL; the commits are read once per page with
+    `commit_summaries`)."""
     where = _series_where(project_id, benchmark_id, metric_id, hardware_class_id, branch)
-    per_commit = (
-        select(
-            Result.commit_id,
-            func.avg(Result.value).label("value"),
-            func.count().label("n"),
-            func.min(Result.value).label("lo"),
-            func.max(Result.value).label("hi"),
+    if commit_ids is not None:
+        where = (*where, Result.commit_id.in_(list(commit_ids)))
+    return (
+        session.connection()
+        .execute(
+            select(
+                Result.commit_id,
+                func.avg(Result.value),
+                func.count(),
+                func.min(Result.value),
+                func.max(Result.value),
+            )
+            .where(*where)
+            .group_by(Result.commit_id)
         )
-        .where(*where)
-        .group_by(Result.commit_id)
-        .subquery()
+        .all()
     )
+
+
+def commit_summaries(session: Session, project_id: int, first_order: int, last_order: int) -> dict[int, Any]:
+    """id -> (sha, order key, committed_at, author, the start of the message) of the project's
+    commits in this first-parent range (one index range scan, whatever the number of commits)."""
     rows = session.connection().execute(
         select(
-            Commit.id.label("commit_id"),
+            Commit.id,
             Commit.sha,
             Commit.order_key,
             Commit.committed_at,
             Commit.author,
-            func.substr(Commit.message, 1, MESSAGE_PREVIEW).label("message"),
-            per_commit.c.value,
-            per_commit.c.n,
-            per_commit.c.lo,
-            per_commit.c.hi,
-        )
-        .join(per_commit, per_commit.c.commit_id == Commit.id)
-        .order_by(Commit.order_key, Commit.id)
+            func.substr(Commit.message, 1, MESSAGE_PREVIEW),
+        ).where(Commit.project_id == project_id, Commit.order_key.between(first_order, last_order))
     )
-    return [dict(r._mapping) for r in rows]
+    return {int(r[0]): r[1:] for r in rows}
 
 
 MESSAGE_PREVIEW = 160
@@ -518,7 +530,7 @@ def samples_at(
     if not commit_ids:
         return []
     where = _series_where(project_id, benchmark_id, metric_id, hardware_class_id, branch)
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Result.commit_id, Result.samples, Result.value).where(
             *where, Result.commit_id.in_(list(commit_ids))
         )

@@ -378,31 +378,60 @@ class TraceKey:
     param_value: Any = None
 
 
-def _points(session: Session, project: Project, branch: str, metric: Metric, t: TraceKey) -> dict[str, Any]:
+CommitCache = dict[int, Any]  # commit id -> repo.commit_summaries row, shared by a page's traces
+
+
+def _points(
+    session: Session,
+    project: Project,
+    branch: str,
+    metric: Metric,
+    t: TraceKey,
+    commits: CommitCache | None = None,
+    around: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The series' points, or with `around` only those at commits in that first-parent range."""
     ids = (project.id, t.benchmark.id, metric.id, t.hardware_class.id, branch)
-    rows = repo.series_points_with_commits(session, *ids)
-    lo = [float(r["lo"]) for r in rows]
-    hi = [float(r["hi"]) for r in rows]
+    commits = {} if commits is None else commits
+    if around is not None:
+        near = repo.commit_summaries(session, project.id, *around)
+        commits.update(near)
+        aggregates = repo.series_aggregates(session, *ids, commit_ids=list(near))
+    else:
+        aggregates = repo.series_aggregates(session, *ids)
+    missing = [row[0] for row in aggregates if row[0] not in commits]
+    if missing:
+        entry = repo.catalog_entry(session, *ids[:1], branch, *ids[1:4])
+        first, last = (entry.first_order_key, entry.last_order_key) if entry else (0, 2**62)
+        commits.update(repo.commit_summaries(session, project.id, first, last))
+        # Commits outside the catalog's range (written by a concurrent ingest): one more look.
+        if any(c not in commits for c in missing):
+            commits.update(repo.commit_summaries(session, project.id, 0, 2**62))
+    # First-parent order (then id), as GET /api/v1/series.
+    rows = sorted(aggregates, key=lambda row: (commits[row[0]][1], row[0]))
+    lo = [float(r[3]) for r in rows]
+    hi = [float(r[4]) for r in rows]
     # The spread of the newest points includes their raw samples (older ones: their results').
     newest = [] if metric.name in SAMPLES_ARE_NOT_REPEATS else rows[-SAMPLE_WINDOW:]
-    window = {r["commit_id"]: i for i, r in enumerate(newest, len(rows) - len(newest))}
+    window = {r[0]: i for i, r in enumerate(newest, len(rows) - len(newest))}
     for commit_id, samples, value in repo.samples_at(session, *ids, list(window)):
         i = window[commit_id]
         for x in [float(s) for s in samples if isinstance(s, int | float)] if samples else [value]:
             lo[i], hi[i] = min(lo[i], x), max(hi[i], x)
+    info = [commits[r[0]] for r in rows]
     return {
         "label": t.label,
         "hardware_class": t.hardware_class.name,
         "benchmark_id": t.benchmark.id,
         "params": t.benchmark.params,
         "param_value": t.param_value,
-        "sha": [r["sha"] for r in rows],
-        "order": [int(r["order_key"]) for r in rows],
-        "committed_at": [r["committed_at"].isoformat() if r["committed_at"] else None for r in rows],
-        "author": [r["author"] for r in rows],
-        "message": [(r["message"] or "").split("\n", 1)[0] for r in rows],
-        "value": [float(r["value"]) for r in rows],
-        "n": [int(r["n"]) for r in rows],
+        "sha": [c[0] for c in info],
+        "order": [int(c[1]) for c in info],
+        "committed_at": [c[2].isoformat() if c[2] else None for c in info],
+        "author": [c[3] for c in info],
+        "message": [(c[4] or "").split("\n", 1)[0] for c in info],
+        "value": [float(r[1]) for r in rows],
+        "n": [int(r[2]) for r in rows],
         "lo": lo,
         "hi": hi,
     }
@@ -496,7 +525,8 @@ def series_view(
             raise NotFound(f"no results of {bench.suite}/{bench.name} {met.name} on {missing[0]!r}")
         for e in entries:
             keys.append(TraceKey(e["hardware_class"], bench, hw_by_id[e["hardware_class_id"]]))
-    traces = [_points(session, proj, branch, met, k) for k in keys]
+    commits: CommitCache = {}
+    traces = [_points(session, proj, branch, met, k, commits) for k in keys]
     trace_hw_ids = sorted({k.hardware_class.id for k in keys})
     trace_bench_ids = sorted({k.benchmark.id for k in keys})
     label_of = {(k.benchmark.id, k.hardware_class.id): k.label for k in keys}
@@ -799,12 +829,14 @@ def incident_groups(
             key,
             {
                 "sha": a["first_bad_sha"],
+                "order": a["first_bad_order"],
                 "message": (a["first_bad_message"] or "").split("\n", 1)[0],
                 "author": a["first_bad_author"],
                 "last_good_sha": a["last_good_sha"],
                 "incidents": [],
                 "alerts": [],
                 "kinds": [],
+                "series": [],  # filled for the groups a page plots
             },
         )
         if a["incident_id"] is not None and a["incident_id"] not in [i["id"] for i in group["incidents"]]:
@@ -866,8 +898,9 @@ def alerts_view(
     else:
         states = [state]
     groups = incident_groups(session, proj, states=states, hardware_class=hardware_class, suite=suite)
+    commits: CommitCache = {}
     for group in groups[:plotted_groups]:
-        group["series"] = _member_series(session, proj, group)
+        group["series"] = _member_series(session, proj, group, commits)
     return {
         "project": proj.slug,
         "projects": [p.slug for p in all_projects(session)],
@@ -879,7 +912,9 @@ def alerts_view(
     }
 
 
-def _member_series(session: Session, project: Project, group: dict[str, Any]) -> list[dict[str, Any]]:
+def _member_series(
+    session: Session, project: Project, group: dict[str, Any], commits: CommitCache
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[tuple[Any, ...]] = set()
     for a in group["alerts"]:
@@ -893,10 +928,10 @@ def _member_series(session: Session, project: Project, group: dict[str, Any]) ->
         if bench is None or met is None or hw is None:
             continue
         branch = a["branch"] or project.default_branch
-        points = _points(session, project, branch, met, TraceKey(hw.name, bench, hw))
-        at = points["sha"].index(group["sha"]) if group["sha"] in points["sha"] else len(points["sha"])
-        lo, hi = max(0, at - MEMBER_WINDOW), at + MEMBER_WINDOW + 1
-        window = {k: (v[lo:hi] if isinstance(v, list) else v) for k, v in points.items()}
+        # Only the commits around the suspect one (by first-parent position).
+        order = group["order"] if group["order"] is not None else 0
+        around = (order - MEMBER_WINDOW, order + MEMBER_WINDOW)
+        window = _points(session, project, branch, met, TraceKey(hw.name, bench, hw), commits, around)
         out.append(
             {
                 "alert_id": a["id"],
@@ -1364,6 +1399,7 @@ def collectives_view(
         ]
     # The average-busbw series over commits, per hardware class.
     averaged = [b for b in group if "size_bytes" not in b.params]
+    commits: CommitCache = {}
     avg = repo.metric_by_name(session, "avg_busbw")
     if averaged and avg is not None:
         entries = repo.catalog_rows(
@@ -1385,5 +1421,5 @@ def collectives_view(
                 if len(averaged) == 1
                 else f"{hwc.name} ({params_label(bench.params, skip=('collective', 'nranks', 'backend'))})"
             )
-            out["avg_busbw"].append(_points(session, proj, branch, avg, TraceKey(label, bench, hwc)))
+            out["avg_busbw"].append(_points(session, proj, branch, avg, TraceKey(label, bench, hwc), commits))
     return out

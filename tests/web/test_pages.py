@@ -195,8 +195,10 @@ def test_the_series_view_marks_alerts_failures_and_annotations(site: Seeded) -> 
     assert [a["sha"] for a in data["annotations"]] == [sha(5)]
     [spec] = figures(get(site, page_urls(site)["series"]).text)
     names = [t["name"] for t in spec["data"]]
-    assert names[:4] == [
-        CLUSTER.replace("+", "+"),
+    # The commits first (one hover row for all traces), then a trace per hardware class.
+    assert names[:5] == [
+        "commit",
+        CLUSTER,
         "cpu-x86_64",
         "dgx-spark",
         "evil&lt;script&gt;alert('hw')&lt;/script&gt;",
@@ -313,7 +315,7 @@ def test_serving_curves_and_collectives(site: Seeded) -> None:
     assert {t["label"] for t in coll["avg_busbw"]} == {"cpu-x86_64", "dgx-spark", CLUSTER, EVIL_HARDWARE}
     busbw, algbw, avg = figures(get(site, page_urls(site)["collectives"]).text)
     assert busbw["layout"]["xaxis"]["type"] == "log" and algbw["layout"]["xaxis"]["type"] == "log"
-    assert len(avg["data"]) == 4
+    assert [t["name"] for t in avg["data"]][0] == "commit" and len(avg["data"]) == 1 + 4
 
 
 def test_embedded_json_cannot_leave_its_script_element(site: Seeded) -> None:

@@ -31,7 +31,8 @@
         if (!point || !point.data.meta || point.data.meta.link !== "commit" || !point.customdata) {
           return;
         }
-        window.location.assign(commitUrl(node, String(point.customdata[0])));
+        var sha = Array.isArray(point.customdata) ? point.customdata[0] : point.customdata;
+        window.location.assign(commitUrl(node, String(sha)));
       });
     }
   }
