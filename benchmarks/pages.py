@@ -87,7 +87,8 @@ def build_store(url: str, commits: int) -> dict[str, Any]:
     with psycopg.connect(psycopg_url(url)) as conn:
         one = conn.execute
         project = one(
-            "INSERT INTO projects (slug, name, default_branch, created_at) VALUES ('exo', 'exo', 'main', now())"
+            "INSERT INTO projects (slug, name, default_branch, created_at)"
+            " VALUES ('exo', 'exo', 'main', now())"
             " RETURNING id"
         ).fetchone()[0]  # type: ignore[index]
         one(
@@ -108,7 +109,8 @@ def build_store(url: str, commits: int) -> dict[str, Any]:
         machines = {}
         for n in names:
             machines[n] = one(
-                "INSERT INTO machines (hardware_class_id, fingerprint, fingerprint_hash, hostname, created_at)"
+                "INSERT INTO machines (hardware_class_id, fingerprint, fingerprint_hash, hostname,"
+                " created_at)"
                 " VALUES (%s, %s, %s, %s, now()) RETURNING id",
                 (hw[n], json.dumps({"class": n, "driver": "555.42"}), stable_hash({"perf": n}), f"host-{n}"),
             ).fetchone()[0]  # type: ignore[index]
@@ -257,13 +259,15 @@ def add_activity(
     spark = hw["dgx-spark"]
     for r in regress_at:
         incident = conn.execute(
-            "INSERT INTO incidents (project_id, commit_id, title, created_at) VALUES (%s, %s, 'throughput drop', now())"
+            "INSERT INTO incidents (project_id, commit_id, title, created_at)"
+            " VALUES (%s, %s, 'throughput drop', now())"
             " RETURNING id",
             (project, commit_ids[r]),
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
-            "INSERT INTO alerts (project_id, incident_id, kind, branch, benchmark_id, metric_id, hardware_class_id,"
-            " last_good_commit_id, first_bad_commit_id, magnitude, significance, state, created_at, updated_at)"
+            "INSERT INTO alerts (project_id, incident_id, kind, branch, benchmark_id, metric_id,"
+            " hardware_class_id, last_good_commit_id, first_bad_commit_id, magnitude, significance, state,"
+            " created_at, updated_at)"
             " VALUES (%s, %s, 'regression', 'main', %s, %s, %s, %s, %s, -0.1, 0.001, %s, now(), now())",
             (
                 project,
@@ -276,7 +280,7 @@ def add_activity(
                 rng.choice(["new", "acknowledged"]),
             ),
         )
-    for k in range(50):
+    for _ in range(50):
         cid = rng.choice(commit_ids)
         conn.execute(
             "INSERT INTO failures (project_id, commit_id, branch, hardware_class_id, benchmark_id, suite,"
@@ -304,7 +308,8 @@ def add_activity(
         cid = commit_ids[-1 - (k // 4) % len(commit_ids)]
         state = "queued" if k < 20 else "running" if k < 26 else rng.choice(["succeeded", "failed"])
         conn.execute(
-            "INSERT INTO jobs (project_id, commit_id, branch, suite, hardware_class_id, state, priority, attempt,"
+            "INSERT INTO jobs (project_id, commit_id, branch, suite, hardware_class_id, state, priority,"
+            " attempt,"
             " max_attempts, runner_id, log, forced, created_at, started_at, finished_at)"
             " VALUES (%s, %s, 'main', %s, %s, %s, 10, 1, 3, %s, %s, false, now(), now(), %s)",
             (

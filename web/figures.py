@@ -28,12 +28,19 @@ FAILURE = "#CC79A7"  # reddish purple, with an x
 FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 13, "color": "#1a1a1a"}
 
 
+def strings(values: list[str]) -> Any:
+    """A numpy array of strings: plotly.py takes it whole instead of checking each element."""
+    return np.array(values, dtype=object)
+
+
 def style(i: int) -> dict[str, Any]:
     return {"color": OKABE_ITO[i % len(OKABE_ITO)], "symbol": SYMBOLS[i % len(SYMBOLS)]}
 
 
 def _layout(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
+        # No plotly.py theme: the styling is all here (and each figure's JSON is 7 KB smaller).
+        "template": "none",
         "font": FONT,
         "margin": {"l": 70, "r": 20, "t": 40, "b": 60},
         "plot_bgcolor": "#ffffff",
@@ -110,7 +117,7 @@ def series_figure(
                 }
                 if has_spread
                 else None,
-                customdata=[sha[:12] for sha in t["sha"]],
+                customdata=strings([sha[:12] for sha in t["sha"]]),
                 hovertemplate="%{y:.4g}",
                 meta={"link": "commit"},
             )
@@ -171,8 +178,8 @@ def _commit_trace(traces: list[dict[str, Any]]) -> go.Scatter:
         name="commit",
         showlegend=False,
         marker={"size": 1, "opacity": 0},
-        customdata=[seen[x][0] for x in xs],
-        text=[seen[x][1] for x in xs],
+        customdata=strings([seen[x][0] for x in xs]),
+        text=strings([seen[x][1] for x in xs]),
         hovertemplate="%{text}<extra></extra>",
         meta={"link": "commit"},
     )

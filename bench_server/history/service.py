@@ -378,7 +378,18 @@ class TraceKey:
     param_value: Any = None
 
 
-CommitCache = dict[int, Any]  # commit id -> repo.commit_summaries row, shared by a page's traces
+# commit id -> (sha, order key, committed_at as ISO text, author, message's first line), shared
+# by the traces of a page.
+CommitCache = dict[int, tuple[str, int, str | None, str | None, str]]
+
+
+def _summaries(session: Session, project_id: int, first: int, last: int) -> CommitCache:
+    return {
+        i: (sha, int(order), when.isoformat() if when else None, author, (message or "").split("\n", 1)[0])
+        for i, (sha, order, when, author, message) in repo.commit_summaries(
+            session, project_id, first, last
+        ).items()
+    }
 
 
 def _points(
@@ -394,7 +405,7 @@ def _points(
     ids = (project.id, t.benchmark.id, metric.id, t.hardware_class.id, branch)
     commits = {} if commits is None else commits
     if around is not None:
-        near = repo.commit_summaries(session, project.id, *around)
+        near = _summaries(session, project.id, *around)
         commits.update(near)
         aggregates = repo.series_aggregates(session, *ids, commit_ids=list(near))
     else:
@@ -403,10 +414,10 @@ def _points(
     if missing:
         entry = repo.catalog_entry(session, *ids[:1], branch, *ids[1:4])
         first, last = (entry.first_order_key, entry.last_order_key) if entry else (0, 2**62)
-        commits.update(repo.commit_summaries(session, project.id, first, last))
+        commits.update(_summaries(session, project.id, first, last))
         # Commits outside the catalog's range (written by a concurrent ingest): one more look.
         if any(c not in commits for c in missing):
-            commits.update(repo.commit_summaries(session, project.id, 0, 2**62))
+            commits.update(_summaries(session, project.id, 0, 2**62))
     # First-parent order (then id), as GET /api/v1/series.
     rows = sorted(aggregates, key=lambda row: (commits[row[0]][1], row[0]))
     lo = [float(r[3]) for r in rows]
@@ -427,9 +438,9 @@ def _points(
         "param_value": t.param_value,
         "sha": [c[0] for c in info],
         "order": [int(c[1]) for c in info],
-        "committed_at": [c[2].isoformat() if c[2] else None for c in info],
+        "committed_at": [c[2] for c in info],
         "author": [c[3] for c in info],
-        "message": [(c[4] or "").split("\n", 1)[0] for c in info],
+        "message": [c[4] for c in info],
         "value": [float(r[1]) for r in rows],
         "n": [int(r[2]) for r in rows],
         "lo": lo,
