@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_server.kit.sql import stable_hash
 from benchmarks._live import live_server, scratch_database
+from benchmarks.ingest_and_query import log, pct, psycopg_url
 
 REPO = Path(__file__).resolve().parents[1]
 HARDWARE = [("cpu-x86_64", 0.05), ("dgx-spark", 1.0), ("h100-sxm", 4.0)]
@@ -60,18 +60,6 @@ SIZES = [1 << k for k in range(10, 34, 2)]  # 1 KiB .. 8 GiB, 12 sizes
 SIZE_METRICS = ["busbw", "algbw", "busbw_inplace", "algbw_inplace"]
 REGRESSIONS = 20  # planted, each with an alert on the dgx-spark output_throughput series
 CALLS = 50
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q))
-
-
-def psycopg_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def copy_rows(conn: psycopg.Connection[Any], table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:

@@ -320,9 +320,23 @@ class CatalogFilter:
     benchmark_name: str | None = None
 
 
-def _catalog_select() -> Select[*tuple[Any, ...]]:
-    first, last = aliased(Commit), aliased(Commit)
+_FIRST = aliased(Commit, name="series_first_commit")
+_LAST = aliased(Commit, name="series_last_commit")
+
+
+def _with_catalog_joins(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """The names a catalog row is shown with: benchmark, metric, class, first and last commit."""
     return (
+        query.join(Benchmark, Benchmark.id == Series.benchmark_id)
+        .join(Metric, Metric.id == Series.metric_id)
+        .join(HardwareClass, HardwareClass.id == Series.hardware_class_id)
+        .join(_FIRST, _FIRST.id == Series.first_commit_id)
+        .join(_LAST, _LAST.id == Series.last_commit_id)
+    )
+
+
+def _catalog_select() -> Select[*tuple[Any, ...]]:
+    return _with_catalog_joins(
         select(
             Series.id,
             Series.project_id,
@@ -341,10 +355,10 @@ def _catalog_select() -> Select[*tuple[Any, ...]]:
             HardwareClass.kind.label("hardware_kind"),
             Series.first_commit_id,
             Series.first_order_key,
-            first.sha.label("first_sha"),
+            _FIRST.sha.label("first_sha"),
             Series.last_commit_id,
-            last.sha.label("last_sha"),
-            last.committed_at.label("last_committed_at"),
+            _LAST.sha.label("last_sha"),
+            _LAST.committed_at.label("last_committed_at"),
             Series.last_order_key,
             Series.last_value,
             Series.last_n,
@@ -352,11 +366,6 @@ def _catalog_select() -> Select[*tuple[Any, ...]]:
             Series.result_count,
             Series.updated_at,
         )
-        .join(Benchmark, Benchmark.id == Series.benchmark_id)
-        .join(Metric, Metric.id == Series.metric_id)
-        .join(HardwareClass, HardwareClass.id == Series.hardware_class_id)
-        .join(first, first.id == Series.first_commit_id)
-        .join(last, last.id == Series.last_commit_id)
     )
 
 
@@ -407,8 +416,7 @@ def series_catalog_listing(
     metric: str | None,
     hardware_class: str | None,
 ) -> Listing:
-    first, last = aliased(Commit), aliased(Commit)
-    query = (
+    query = _with_catalog_joins(
         select(
             Series.id,
             Project.slug.label("project"),
@@ -421,19 +429,13 @@ def series_catalog_listing(
             Metric.unit,
             Metric.direction,
             HardwareClass.name.label("hardware_class"),
-            first.sha.label("first_sha"),
-            last.sha.label("last_sha"),
+            _FIRST.sha.label("first_sha"),
+            _LAST.sha.label("last_sha"),
             Series.last_value,
             Series.point_count,
             Series.result_count,
             Series.updated_at,
-        )
-        .join(Project, Project.id == Series.project_id)
-        .join(Benchmark, Benchmark.id == Series.benchmark_id)
-        .join(Metric, Metric.id == Series.metric_id)
-        .join(HardwareClass, HardwareClass.id == Series.hardware_class_id)
-        .join(first, first.id == Series.first_commit_id)
-        .join(last, last.id == Series.last_commit_id)
+        ).join(Project, Project.id == Series.project_id)
     )
     if project_id is not None:
         query = query.where(Series.project_id == project_id)

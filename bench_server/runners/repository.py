@@ -77,14 +77,19 @@ def count_by_status(session: Session) -> dict[str, int]:
     }
 
 
-def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
-    current_job = (
+def _current_job_id() -> Any:
+    """The newest job a runner holds (claimed or running), as a correlated subquery."""
+    return (
         select(Job.id)
         .where(Job.runner_id == Runner.id, Job.state.in_(HELD_JOB_STATES))
         .order_by(Job.id.desc())
         .limit(1)
         .scalar_subquery()
     )
+
+
+def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
+    current_job = _current_job_id()
     query = select(
         Runner.id,
         Runner.name,
@@ -106,13 +111,7 @@ def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
 def runners_with_machines(session: Session) -> list[dict[str, Any]]:
     """Every runner with its class, its machine's fingerprint and hostname, and the job it
     holds (claimed or running), by name."""
-    current = (
-        select(Job.id)
-        .where(Job.runner_id == Runner.id, Job.state.in_(HELD_JOB_STATES))
-        .order_by(Job.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    current = _current_job_id()
     held = aliased(Job)
     query = (
         select(
