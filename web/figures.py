@@ -304,7 +304,7 @@ def _annotation_lines(
     return shapes, notes
 
 
-def sparkline(values: Sequence[float], *, width: int = 96, height: int = 26) -> Markup:
+def sparkline(values: Sequence[float], *, width: int = 80, height: int = 24) -> Markup:
     """A line of the newest values as inline SVG (numbers only: nothing user-supplied)."""
     if len(values) < 2:
         return Markup("")
@@ -462,8 +462,12 @@ def serving_figures(data: dict[str, Any]) -> tuple[go.Figure | None, go.Figure |
     # A sweep over 1, 4, 16, 64 ... reads best on a log axis.
     log_load = bool(loads) and min(loads) > 0 and max(loads) / min(loads) >= 8
     ttft.update_layout(
-        **_layout(height=480, updatemenus=[LOG_TOGGLE]),
-        xaxis=_axis(title={"text": f"load ({load})"}, type="log" if log_load else "linear"),
+        **_layout(height=520, updatemenus=[LOG_TOGGLE], legend={"orientation": "h", "y": -0.32, "x": 0}),
+        xaxis=_axis(
+            title={"text": f"load ({load})"},
+            type="log" if log_load else "linear",
+            tickvals=sorted(set(loads)) if log_load else None,
+        ),
         yaxis=_axis(title={"text": "TTFT [ms] (lower is better)"}),
     )
     return (tput if tput.data else None), (ttft if ttft.data else None)
