@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, case, cast, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -249,7 +249,6 @@ def series_keys(session: Session, limit: int) -> Sequence[Any]:
 # The series catalog (models/series.py): written by ingest, read by the index and the website.
 
 SERIES_KEY_COLUMNS = ["project_id", "benchmark_id", "metric_id", "hardware_class_id", "branch"]
-UPSERT_CHUNK = 500  # rows per INSERT ... VALUES statement (SQLite caps bound parameters)
 
 
 def series_present_at(
@@ -270,43 +269,73 @@ def series_present_at(
     return {(int(b), int(m)) for b, m in rows}
 
 
-def upsert_series(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT each series row, or fold it into the stored one: the later commit (first-parent
-    order, then id) wins the last-commit columns, the earlier one the first-commit columns, a
-    second batch at the last commit joins its mean, and the counts add up. Every SET expression
-    reads the stored row as it was, on PostgreSQL and SQLite alike."""
+# A batch's rows share its project, branch, class, commit and time; they differ in these.
+PER_SERIES_COLUMNS = ["benchmark_id", "metric_id", "last_value", "last_n", "point_count", "result_count"]
+PER_BATCH_COLUMNS = [
+    "project_id", "hardware_class_id", "branch", "first_commit_id", "first_order_key", "last_commit_id",
+    "last_order_key", "updated_at", "created_at",
+]  # fmt: skip
+
+
+def _upsert_statement(module: Any) -> Any:
+    table = Series.__table__
+    if module is postgresql:
+        # One statement for the whole batch: the batch's values once, the per-series ones as one
+        # array per column, unnested.
+        arrays = [cast(bindparam(c), postgresql.ARRAY(table.c[c].type)) for c in PER_SERIES_COLUMNS]
+        rows = func.unnest(*arrays).table_valued(*PER_SERIES_COLUMNS).render_derived(name="batch")
+        values: list[Any] = [cast(bindparam(c), table.c[c].type) for c in PER_BATCH_COLUMNS]
+        values += [rows.c[c] for c in PER_SERIES_COLUMNS]
+        stmt = module.insert(table).from_select([*PER_BATCH_COLUMNS, *PER_SERIES_COLUMNS], select(*values))
+    else:
+        stmt = module.insert(table)
+    new, old = stmt.excluded, table.c
+    later = or_(
+        new.last_order_key > old.last_order_key,
+        and_(new.last_order_key == old.last_order_key, new.last_commit_id > old.last_commit_id),
+    )
+    earlier = or_(
+        new.first_order_key < old.first_order_key,
+        and_(new.first_order_key == old.first_order_key, new.first_commit_id < old.first_commit_id),
+    )
+    same = new.last_commit_id == old.last_commit_id
+    joined_mean = (old.last_value * old.last_n + new.last_value * new.last_n) / (old.last_n + new.last_n)
+    return stmt.on_conflict_do_update(
+        index_elements=SERIES_KEY_COLUMNS,
+        set_={
+            "last_commit_id": case((later, new.last_commit_id), else_=old.last_commit_id),
+            "last_order_key": case((later, new.last_order_key), else_=old.last_order_key),
+            "last_value": case((later, new.last_value), (same, joined_mean), else_=old.last_value),
+            "last_n": case((later, new.last_n), (same, old.last_n + new.last_n), else_=old.last_n),
+            "first_commit_id": case((earlier, new.first_commit_id), else_=old.first_commit_id),
+            "first_order_key": case((earlier, new.first_order_key), else_=old.first_order_key),
+            "point_count": old.point_count + new.point_count,
+            "result_count": old.result_count + new.result_count,
+            "updated_at": new.updated_at,
+        },
+    )
+
+
+# One statement per dialect, built once so SQLAlchemy compiles it once (a multi-row VALUES
+# statement is compiled anew for every batch: measured at 470 ms for a 1,000-series batch). On
+# PostgreSQL it takes the batch as column arrays (measured: 7 ms for 1,000 series, against 35 ms
+# as an executemany); SQLite gets an executemany.
+_UPSERTS = {"postgresql": _upsert_statement(postgresql), "sqlite": _upsert_statement(sqlite)}
+
+
+def upsert_series(session: Session, batch: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT each series row (`batch`: PER_BATCH_COLUMNS, each row: PER_SERIES_COLUMNS), or fold
+    it into the stored one: the later commit (first-parent order, then id) wins the last-commit
+    columns, the earlier one the first-commit columns, a second batch at the last commit joins its
+    mean, and the counts add up. Every SET expression reads the stored row as it was, on
+    PostgreSQL and SQLite alike."""
     if not rows:
         return
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = Series.__table__
-    for start in range(0, len(rows), UPSERT_CHUNK):
-        stmt = module.insert(table).values(list(rows[start : start + UPSERT_CHUNK]))
-        new, old = stmt.excluded, table.c
-        later = or_(
-            new.last_order_key > old.last_order_key,
-            and_(new.last_order_key == old.last_order_key, new.last_commit_id > old.last_commit_id),
-        )
-        earlier = or_(
-            new.first_order_key < old.first_order_key,
-            and_(new.first_order_key == old.first_order_key, new.first_commit_id < old.first_commit_id),
-        )
-        same = new.last_commit_id == old.last_commit_id
-        joined_mean = (old.last_value * old.last_n + new.last_value * new.last_n) / (old.last_n + new.last_n)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=SERIES_KEY_COLUMNS,
-            set_={
-                "last_commit_id": case((later, new.last_commit_id), else_=old.last_commit_id),
-                "last_order_key": case((later, new.last_order_key), else_=old.last_order_key),
-                "last_value": case((later, new.last_value), (same, joined_mean), else_=old.last_value),
-                "last_n": case((later, new.last_n), (same, old.last_n + new.last_n), else_=old.last_n),
-                "first_commit_id": case((earlier, new.first_commit_id), else_=old.first_commit_id),
-                "first_order_key": case((earlier, new.first_order_key), else_=old.first_order_key),
-                "point_count": old.point_count + new.point_count,
-                "result_count": old.result_count + new.result_count,
-                "updated_at": new.updated_at,
-            },
-        )
-        session.execute(stmt)
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = {c: [r[c] for r in rows] for c in PER_SERIES_COLUMNS}
+        session.execute(_UPSERTS["postgresql"], {**batch, **arrays})
+    else:
+        session.execute(_UPSERTS["sqlite"], [{**batch, **r} for r in rows])
 
 
 @dataclass(frozen=True)

@@ -276,25 +276,28 @@ def record_results(
         acc[1] += 1
     present = repo.series_present_at(session, project_id, commit.id, hardware_class_id, branch)
     now = utcnow()
+    batch = {
+        "project_id": project_id,
+        "hardware_class_id": hardware_class_id,
+        "branch": branch,
+        "first_commit_id": commit.id,
+        "first_order_key": commit.order_key,
+        "last_commit_id": commit.id,
+        "last_order_key": commit.order_key,
+        "updated_at": now,
+        "created_at": now,
+    }
     repo.upsert_series(
         session,
+        batch,
         [
             {
-                "project_id": project_id,
-                "branch": branch,
                 "benchmark_id": benchmark_id,
                 "metric_id": metric_id,
-                "hardware_class_id": hardware_class_id,
-                "first_commit_id": commit.id,
-                "first_order_key": commit.order_key,
-                "last_commit_id": commit.id,
-                "last_order_key": commit.order_key,
                 "last_value": total / n,
                 "last_n": int(n),
                 "point_count": 0 if (benchmark_id, metric_id) in present else 1,
                 "result_count": int(n),
-                "updated_at": now,
-                "created_at": now,
             }
             for (benchmark_id, metric_id), (total, n) in sorted(sums.items())
         ],
