@@ -139,7 +139,8 @@ def test_series_points_and_axes(live_site: tuple[str, Seeded], visit: Visit) -> 
     base, seeded = live_site
     load(visit, base + page_urls(seeded)["series"])
     counts: dict[str, int] = visit.page.evaluate(
-        "() => Object.fromEntries(document.getElementById('fig-series')._fullData.map(t => [t.name, t.x.length]))"
+        "() => Object.fromEntries("
+        "document.getElementById('fig-series')._fullData.map(t => [t.name, t.x.length]))"
     )
     assert counts["cpu-x86_64"] == 12 and counts[CLUSTER] == 11 and counts["regressions (alerts)"] == 1
     assert "output_throughput [tok/s] (higher is better)" in visit.page.inner_text("#fig-series")
