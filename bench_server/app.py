@@ -72,7 +72,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         version=__version__,
         description="Continuous benchmarks for distributed AI on heterogeneous hardware. "
         "Reads are public; writes need a bearer token with a scope (runner, ci, admin, triage).",
-        docs_url="/docs",
+        # /docs is served by web/ with Swagger UI's files from this server (no CDN); ReDoc is off.
+        docs_url=None,
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
         lifespan=lifespan,
     )

@@ -289,7 +289,9 @@ def benchmarks_for(session: Session, wanted: dict[BenchmarkKey, dict[str, Any]])
 # Admin writes and listings
 
 PROJECT_COLUMNS = ["id", "slug", "name", "clone_url", "default_branch", "github_repo", "created_at"]
-HARDWARE_COLUMNS = ["id", "name", "kind", "description", "accelerators", "members"]
+HARDWARE_COLUMNS = [
+    "id", "name", "kind", "description", "accelerators", "members", "power_w", "price_per_hour",
+]  # fmt: skip
 BENCHMARK_COLUMNS = ["id", "suite", "name", "params", "params_hash"]
 METRIC_COLUMNS = ["id", "name", "unit", "direction"]
 MACHINE_COLUMNS = ["id", "hardware_class", "fingerprint_hash", "hostname", "fingerprint", "last_seen_at"]
@@ -301,6 +303,11 @@ def project_exists(session: Session, slug: str) -> bool:
 
 def hardware_class_exists(session: Session, name: str) -> bool:
     return session.scalars(select(HardwareClass.id).where(HardwareClass.name == name)).first() is not None
+
+
+def hardware_class_named(session: Session, name: str) -> HardwareClass | None:
+    """A hardware class by its exact name (no cluster is created)."""
+    return session.scalars(select(HardwareClass).where(HardwareClass.name == name)).one_or_none()
 
 
 def add(session: Session, row: Project | HardwareClass) -> None:

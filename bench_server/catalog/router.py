@@ -1,4 +1,4 @@
-"""`/api/v1/projects`, `/hardware`, `/benchmarks`, `/metrics`, `/machines`."""
+"""`/api/v1/projects`, `/hardware` (and a class's `/costs`), `/benchmarks`, `/metrics`, `/machines`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from bench_server.auth.deps import AdminAuth
 from bench_server.catalog import service
-from bench_server.catalog.schemas import HardwareClassIn, ProjectIn
+from bench_server.catalog.schemas import HardwareClassIn, HardwareCostsIn, ProjectIn
 from bench_server.kit.deps import DbSession, ReadSession
 from bench_server.kit.openapi import error_responses
 from bench_server.kit.paging import Page, listing_response
@@ -34,6 +34,12 @@ def list_hardware(request: Request, session: ReadSession, page: Page) -> Any:
 @router.post("/hardware", status_code=201, responses=error_responses(409))
 def create_hardware(body: HardwareClassIn, session: DbSession, _: AdminAuth) -> dict[str, Any]:
     return service.create_hardware_class(session, body)
+
+
+@router.put("/hardware/{name}/costs")
+def set_hardware_costs(name: str, body: HardwareCostsIn, session: DbSession, _: AdminAuth) -> dict[str, Any]:
+    """Power (W) and price per hour ($) of one machine or cluster of the class (admin)."""
+    return service.set_hardware_costs(session, name, body)
 
 
 @router.get("/machines")

@@ -1,4 +1,5 @@
-"""Projects and hardware classes an admin registers, and the catalog listings."""
+"""Projects and hardware classes an admin registers (with a class's power and price), and the
+catalog listings."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bench_server.catalog import repository as repo
-from bench_server.catalog.schemas import HardwareClassIn, ProjectIn
-from bench_server.kit.errors import Conflict
+from bench_server.catalog.schemas import HardwareClassIn, HardwareCostsIn, ProjectIn
+from bench_server.kit.errors import Conflict, NotFound
 from bench_server.kit.paging import Listing
 from bench_server.models import HardwareClass, Project
 
@@ -26,6 +27,17 @@ def create_hardware_class(session: Session, body: HardwareClassIn) -> dict[str, 
         raise Conflict(f"hardware class {body.name!r} exists")
     hw = HardwareClass(**body.model_dump(), kind="machine", members=[])
     repo.add(session, hw)
+    return {c: getattr(hw, c) for c in repo.HARDWARE_COLUMNS}
+
+
+def set_hardware_costs(session: Session, name: str, body: HardwareCostsIn) -> dict[str, Any]:
+    """Power and price per hour of a class, for the website's per-watt and per-dollar-hour
+    comparisons. Both are replaced (null clears one)."""
+    hw = repo.hardware_class_named(session, name)
+    if hw is None:
+        raise NotFound(f"no hardware class {name!r}")
+    hw.power_w = body.power_w
+    hw.price_per_hour = body.price_per_hour
     return {c: getattr(hw, c) for c in repo.HARDWARE_COLUMNS}
 
 

@@ -238,3 +238,13 @@ def jobs_listing(filters: JobFilters) -> Listing:
 
 def count_by_state(session: Session) -> dict[str, int]:
     return {s: int(n) for s, n in session.execute(select(Job.state, func.count()).group_by(Job.state))}
+
+
+def jobs_rows(
+    session: Session, filters: JobFilters, *, oldest_first: bool, limit: int
+) -> list[dict[str, Any]]:
+    """The jobs listing's rows (JOB_COLUMNS), for a page: the queue oldest and best priority
+    first, or the newest jobs first."""
+    query = jobs_listing(filters).query
+    order = (Job.priority, Job.id) if oldest_first else (Job.id.desc(),)
+    return [dict(r._mapping) for r in session.execute(query.order_by(*order).limit(limit))]

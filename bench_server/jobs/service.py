@@ -26,7 +26,7 @@ from bench_server.kit.paging import Listing
 from bench_server.kit.settings import Settings
 from bench_server.models import FAILURE_CLASSES, Commit, HardwareClass, Job, Project
 from bench_server.models.base import utcnow
-from bench_server.models.jobs import FINAL_JOB_STATES
+from bench_server.models.jobs import ACTIVE_JOB_STATES, FINAL_JOB_STATES
 from bench_server.runners import repository as runners_repo
 from bench_server.runners import service as runners
 
@@ -284,3 +284,14 @@ def get_job(session: Session, job_id: int) -> dict[str, Any]:
 
 def jobs_listing(filters: JobFilters) -> Listing:
     return repo.jobs_listing(filters)
+
+
+def job_board(session: Session, *, queue_limit: int = 200, recent_limit: int = 50) -> dict[str, Any]:
+    """The job queue (queued, claimed, running: best priority, oldest first) and the newest
+    finished jobs, for the website's runners and jobs page."""
+    queue = JobFilters(list(ACTIVE_JOB_STATES), None, None, None, None, None, None)
+    finished = JobFilters(list(FINAL_JOB_STATES), None, None, None, None, None, None)
+    return {
+        "queue": repo.jobs_rows(session, queue, oldest_first=True, limit=queue_limit),
+        "recent": repo.jobs_rows(session, finished, oldest_first=False, limit=recent_limit),
+    }

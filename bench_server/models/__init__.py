@@ -32,6 +32,7 @@ from bench_server.models.results import (
     Metric,
     Result,
 )
+from bench_server.models.series import Series
 
 __all__ = [
     "ALERT_KINDS",
@@ -64,5 +65,6 @@ __all__ = [
     "Run",
     "Runner",
     "TriageEvent",
+    "Series",
     "WebhookDelivery",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bench_server.models.base import Base, CreatedMixin, IdMixin
@@ -57,6 +57,10 @@ class HardwareClass(IdMixin, CreatedMixin, Base):
     accelerators: Mapped[int] = mapped_column(default=0)
     # For clusters: [{"class": "mac-studio-m3-ultra", "count": 2}, ...]
     members: Mapped[list[Any]] = mapped_column(default=list)
+    # Set by an admin (PUT /api/v1/hardware/{name}/costs) for the website's per-watt and
+    # per-dollar-hour comparisons; NULL where nobody configured them.
+    power_w: Mapped[float | None] = mapped_column(Float)
+    price_per_hour: Mapped[float | None] = mapped_column(Float)
 
 
 class Machine(IdMixin, CreatedMixin, Base):

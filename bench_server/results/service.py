@@ -28,6 +28,7 @@ from bench_server.catalog.repository import (
     project_by_slug,
     upsert_commit,
 )
+from bench_server.history import service as history
 from bench_server.kit.errors import Conflict, Forbidden, InvalidInput
 from bench_server.kit.outbox import AppContext, enqueue_after_commit
 from bench_server.kit.paging import Listing
@@ -184,6 +185,18 @@ def ingest(
         "job_id": payload.job_id,
     }
     if payload.results:
+        # The series catalog first: it looks for results already at this commit.
+        history.record_results(
+            session,
+            project_id=project.id,
+            branch=branch,
+            hardware_class_id=hardware.id,
+            commit=commit,
+            values=[
+                (bench_ids[key], metrics[r.metric].id, r.value)
+                for r, key in zip(payload.results, keys, strict=True)
+            ],
+        )
         batch_cols = (batch.id, project.id, commit.id, branch, machine.id, hardware.id, payload.job_id, now)
         repo.insert_results(
             session,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from bench_server.kit.paging import Listing
-from bench_server.models import HardwareClass, Job, Runner
+from bench_server.models import Commit, HardwareClass, Job, Machine, Project, Runner
 from bench_server.models.jobs import HELD_JOB_STATES
 
 RUNNER_COLUMNS = [
@@ -76,14 +77,19 @@ def count_by_status(session: Session) -> dict[str, int]:
     }
 
 
-def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
-    current_job = (
+def _current_job_id() -> Any:
+    """The newest job a runner holds (claimed or running), as a correlated subquery."""
+    return (
         select(Job.id)
         .where(Job.runner_id == Runner.id, Job.state.in_(HELD_JOB_STATES))
         .order_by(Job.id.desc())
         .limit(1)
         .scalar_subquery()
     )
+
+
+def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
+    current_job = _current_job_id()
     query = select(
         Runner.id,
         Runner.name,
@@ -100,3 +106,35 @@ def runners_listing(status: str | None, hardware_class: str | None) -> Listing:
     if hardware_class:
         query = query.where(HardwareClass.name == hardware_class)
     return Listing("runners", query, Runner.id, RUNNER_COLUMNS, lambda r: dict(r._mapping))
+
+
+def runners_with_machines(session: Session) -> list[dict[str, Any]]:
+    """Every runner with its class, its machine's fingerprint and hostname, and the job it
+    holds (claimed or running), by name."""
+    current = _current_job_id()
+    held = aliased(Job)
+    query = (
+        select(
+            Runner.id,
+            Runner.name,
+            HardwareClass.name.label("hardware_class"),
+            Runner.labels,
+            Runner.status,
+            Runner.last_heartbeat_at,
+            Machine.fingerprint,
+            Machine.fingerprint_hash,
+            Machine.hostname,
+            held.id.label("current_job_id"),
+            held.suite.label("current_suite"),
+            held.state.label("current_state"),
+            Commit.sha.label("current_sha"),
+            Project.slug.label("current_project"),
+        )
+        .join(HardwareClass, HardwareClass.id == Runner.hardware_class_id)
+        .outerjoin(Machine, Machine.id == Runner.machine_id)
+        .outerjoin(held, held.id == current)
+        .outerjoin(Commit, Commit.id == held.commit_id)
+        .outerjoin(Project, Project.id == held.project_id)
+        .order_by(Runner.name)
+    )
+    return [dict(r._mapping) for r in session.execute(query)]

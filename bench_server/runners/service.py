@@ -96,3 +96,14 @@ def runners_listing(settings: Settings, status: str | None, hardware_class: str 
         return data
 
     return replace(repo.runners_listing(status, hardware_class), to_row=to_row)
+
+
+def runner_board(session: Session, settings: Settings) -> list[dict[str, Any]]:
+    """Every runner with fingerprint, effective status (see `effective_status`), whether it is
+    busy, its current job and last heartbeat."""
+    now = utcnow()
+    rows = repo.runners_with_machines(session)
+    for row in rows:
+        row["status"] = effective_status(settings, row["status"], row["last_heartbeat_at"], now)
+        row["busy"] = row["status"] == "online" and row["current_job_id"] is not None
+    return rows

@@ -14,7 +14,7 @@ Downgrade: keys become global again; a key used by two posters keeps its oldest 
 the others become "<key[:180]>#<batch id>" so the old unique constraint can be restored.
 
 Revision ID: 0007_key_scope
-Revises: 0005
+Revises: 0006_series_catalog
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_key_scope"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006_series_catalog"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
