@@ -36,7 +36,7 @@ def create_hardware(body: HardwareClassIn, session: DbSession, _: AdminAuth) -> 
     return service.create_hardware_class(session, body)
 
 
-@router.put("/hardware/{name}/costs")
+@router.put("/hardware/{name}/costs", responses=error_responses(404))
 def set_hardware_costs(name: str, body: HardwareCostsIn, session: DbSession, _: AdminAuth) -> dict[str, Any]:
     """Power (W) and price per hour ($) of one machine or cluster of the class (admin)."""
     return service.set_hardware_costs(session, name, body)
