@@ -181,7 +181,7 @@ def test_the_resolved_server_environment_passes_the_production_checks(
     assert settings.environment == "production"
     assert settings.database_url == "postgresql+psycopg://bench:0123abcd@postgres:5432/bench"
     assert settings.broker_url == "redis://redis:6379/0"
-    assert settings.github_webhook_secret == FILLED["BENCH_GITHUB_WEBHOOK_SECRET"]
+    assert settings.github_webhook_secret.get_secret_value() == FILLED["BENCH_GITHUB_WEBHOOK_SECRET"]
     # every server service runs with the same settings (one lease length, one retry policy)
     envs = [services(resolved)[name]["environment"] for name in SERVER_SERVICES]
     assert all(env == envs[0] for env in envs)
