@@ -80,6 +80,9 @@ def _params_hasher() -> Callable[[dict[str, Any]], str]:
     return params_hash
 
 
+FINISHED_BY_RUNNER = ("succeeded", "failed")
+
+
 def _check_lease(job: Job, poster: Poster) -> None:
     """Only the runner holding the job's lease reports for it (a forged report would let the
     reaper close the job as succeeded). A retry of a stored batch never gets here."""
@@ -88,7 +91,9 @@ def _check_lease(job: Job, poster: Poster) -> None:
             f"job_id: results for job {job.id} are taken only from the runner that holds its lease; "
             "a token of no registered runner posts without job_id"
         )
-    if job.runner_id != poster.runner_id or job.state not in HELD_JOB_STATES:
+    # The runner that finished the job may still deliver: its spool posts after `finish` when
+    # the API was down at the time (nothing a runner measured may be lost).
+    if job.runner_id != poster.runner_id or job.state not in (*HELD_JOB_STATES, *FINISHED_BY_RUNNER):
         raise Conflict(
             f"job_id: job {job.id} is not held by this runner (state {job.state}); its lease was lost",
             code="lease_lost",

@@ -81,6 +81,17 @@ def test_results_for_a_job_no_longer_held_are_refused(api: Api) -> None:
     assert (resp.status_code, resp.json()["error"]) == (409, "lease_lost")
 
 
+def test_the_runner_that_finished_a_job_may_still_deliver_its_spooled_results(api: Api) -> None:
+    holder = register_runner(api.client, api.db, "holder")
+    other = register_runner(api.client, api.db, "other")
+    job = claimed_job(api, holder)
+    api.client.post(
+        f"/api/v1/jobs/{job['id']}/finish", json={"state": "succeeded"}, headers=holder["headers"]
+    )
+    assert api.ingest(job_batch(job, "forged-late"), headers=other["headers"]).status_code == 409
+    assert api.ingest(job_batch(job, "spooled"), headers=holder["headers"]).status_code == 201
+
+
 def test_a_retry_of_a_stored_batch_is_a_duplicate_even_after_the_job_finished(api: Api) -> None:
     holder = register_runner(api.client, api.db, "holder")
     job = claimed_job(api, holder)
