@@ -19,6 +19,9 @@ from bench_server.kit.paging import Listing
 from bench_server.models import ALERT_STATES, Benchmark, Commit, HardwareClass, Metric, Project
 from bench_server.models.base import utcnow
 
+# Alert kinds that mean a benchmark is failing now (`recovered` is good news).
+FAILING_KINDS = frozenset({"starts_failing", "flaky"})
+
 
 @dataclass(frozen=True)
 class SeriesKey:
@@ -731,7 +734,7 @@ def overview(session: Session, project_slug: str | None, branch: str | None = No
     at: dict[tuple[int, int, int, int], float] = {(c, b, m, h): v for c, b, m, h, v in means}
     order = list(reversed(spark_commits))  # oldest first
     open_regressions = repo.open_alert_hardware(session, proj.id, ["regression"])
-    open_failure_alerts = repo.open_alert_hardware(session, proj.id, ["failure"])
+    open_failure_alerts = repo.open_alert_hardware(session, proj.id, list(FAILING_KINDS))
     results = repo.result_counts_at(session, recent_ids)
     newest = recent[0].order_key if recent else None
 
@@ -811,7 +814,7 @@ def overview(session: Session, project_slug: str | None, branch: str | None = No
         for hw in hardware:
             key = (c.id, hw.id)
             alert_kinds = kinds.get(key, set())
-            if key in failures or "failure" in alert_kinds:
+            if key in failures or not FAILING_KINDS.isdisjoint(alert_kinds):
                 state = "failure"
             elif "regression" in alert_kinds:
                 state = "regression"
@@ -897,7 +900,6 @@ def _alert_json(a: dict[str, Any]) -> dict[str, Any]:
         "state": a["state"],
         "magnitude": a["magnitude"],
         "significance": a["significance"],
-        "notes": a["notes"],
         "branch": a["branch"],
         "suite": a["suite"],
         "benchmark": a["benchmark"],

@@ -16,8 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy import delete
+
 from bench_server.auth.service import create_token
-from bench_server.models import Alert, Annotation, HardwareClass, Incident, Job, Runner
+from bench_server.kit.embedded import local_worker
+from bench_server.models import Alert, AnalysisSeries, Annotation, HardwareClass, Incident, Job, Runner
 from bench_server.models.base import utcnow
 from tests.bench_server.conftest import Api
 
@@ -234,7 +237,24 @@ def seed(api: Api) -> Seeded:
     }
     evil_bench = next(b["id"] for b in catalog if b["name"] == EVIL_BENCHMARK)
     ids = _ids(api)
+    # The pages are checked against planted alerts: let analysis finish with the ingests above,
+    # then replace what it found with the known set.
+    assert local_worker.drain(), "analysis did not settle"
     with api.db.transaction() as session:
+        session.execute(delete(Alert))
+        session.execute(delete(Incident))
+        session.execute(delete(Annotation))
+        series = AnalysisSeries(
+            project_id=ids["project"],
+            kind="metric",
+            key_hash=hashlib.sha256(b"seeded-series").hexdigest(),
+            branch="main",
+            hardware_class_id=ids["dgx-spark"],
+            suite="serving",
+            benchmark_id=serving_ids[16],
+            metric_id=ids["output_throughput"],
+        )
+        session.add(series)
         incident = Incident(
             project_id=ids["project"], commit_id=ids[sha(REGRESSION_AT)], title="throughput drop"
         )
@@ -243,6 +263,9 @@ def seed(api: Api) -> Seeded:
         regression = Alert(
             project_id=ids["project"],
             incident_id=incident.id,
+            series_id=series.id,
+            detector="change_point",
+            suite="serving",
             kind="regression",
             branch="main",
             benchmark_id=serving_ids[16],
@@ -250,14 +273,16 @@ def seed(api: Api) -> Seeded:
             hardware_class_id=ids["dgx-spark"],
             last_good_commit_id=ids[sha(REGRESSION_AT - 1)],
             first_bad_commit_id=ids[sha(REGRESSION_AT)],
-            magnitude=-0.2,
-            significance=0.001,
+            relative_change=-0.2,
+            p_value=0.001,
             state="new",
-            notes=EVIL_MESSAGE,
         )
         failure = Alert(
             project_id=ids["project"],
-            kind="failure",
+            series_id=series.id,
+            detector="failures",
+            suite="serving",
+            kind="starts_failing",
             branch="main",
             benchmark_id=serving_ids[16],
             metric_id=ids["output_throughput"],
